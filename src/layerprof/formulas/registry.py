@@ -1,0 +1,88 @@
+"""The formula registry: aten op -> pure cost function.
+
+A formula takes the op's ``args``, ``kwargs`` and ``out`` exactly as the dispatcher saw them, reads
+shapes only (never data, never a device, never allocates) and returns an :class:`OpFlops`. Bytes are
+not a formula's business: the counter prices every tensor an op reads or writes at its own element
+size, the same way for every op. A formula only says when some outputs are not real writes
+(``written_outputs``): batch norm in inference returns saved statistics whose size differs between
+backends (empty on CPU, one per channel on meta) and which no kernel writes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from types import MappingProxyType
+from typing import Any
+
+from torch._ops import OpOverload, OpOverloadPacket
+
+
+@dataclass(frozen=True, slots=True)
+class OpFlops:
+    """FLOPs of one op call, split by the unit that runs them."""
+
+    matrix: int = 0
+    vector: int = 0
+    kernel_size: tuple[int, ...] | None = None
+    written_outputs: int | None = None
+
+    @property
+    def total(self) -> int:
+        return self.matrix + self.vector
+
+
+Formula = Callable[[tuple[Any, ...], Mapping[str, Any], Any], OpFlops]
+OpLike = OpOverload | OpOverloadPacket
+
+ZERO = OpFlops()
+
+
+class Registry:
+    """Collects formulas while the formula modules import; refuses a second formula for an op."""
+
+    def __init__(self) -> None:
+        self._formulas: dict[OpOverload, Formula] = {}
+        self._frozen = False
+
+    def register(self, *ops: OpLike) -> Callable[[Formula], Formula]:
+        def decorate(formula: Formula) -> Formula:
+            for op in ops:
+                for overload in _overloads(op):
+                    self._add(overload, formula)
+            return formula
+
+        return decorate
+
+    def add_all(self, ops: Iterable[OpLike], formula: Formula) -> None:
+        for op in ops:
+            for overload in _overloads(op):
+                self._add(overload, formula)
+
+    def _add(self, overload: OpOverload, formula: Formula) -> None:
+        if self._frozen:
+            raise RuntimeError("the formula registry is frozen once layerprof.formulas has imported")
+        if overload in self._formulas:
+            raise ValueError(f"{overload} already has a formula ({self._formulas[overload].__qualname__})")
+        self._formulas[overload] = formula
+
+    def freeze(self) -> Mapping[OpOverload, Formula]:
+        self._frozen = True
+        return MappingProxyType(self._formulas)
+
+
+def _overloads(op: OpLike) -> list[OpOverload]:
+    if isinstance(op, OpOverload):
+        return [op]
+    return [getattr(op, name) for name in op.overloads()]
+
+
+REGISTRY = Registry()
+register = REGISTRY.register
+
+
+def numel(shape: Iterable[int]) -> int:
+    count = 1
+    for size in shape:
+        count *= int(size)
+    return count

@@ -1,0 +1,92 @@
+"""Frozen result records. Units are in the field names; nothing here computes or renders.
+
+A :class:`LayerRow` is one row of a report: a leaf module, a container's own functional ops
+(``layer1.0/add``), or the totals. ``roofline`` maps each target's name to its :class:`Verdict`;
+the ``bound``/``roofline_time_ms``/... properties read the first target's verdict.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Literal
+
+Phase = Literal["forward", "backward"]
+Bound = Literal["compute", "memory"]
+Unit = Literal["matrix", "vector"]
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """Where one row stands on one target's roofline."""
+
+    target: str
+    bound: Bound
+    unit: Unit
+    ridge_point: float
+    roofline_time_ms: float
+    achieved_flops_per_s: float | None = None
+    roofline_efficiency: float | None = None
+    flags: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class LayerRow:
+    """One row of a report (or the totals row)."""
+
+    name: str
+    kind: str
+    phase: Phase = "forward"
+    depth: int = 0
+    calls: int = 1
+    kernel_size: tuple[int, ...] | None = None
+    input_shapes: tuple[tuple[int, ...], ...] = ()
+    output_shapes: tuple[tuple[int, ...], ...] = ()
+    dtype: str | None = None
+    params: int = 0
+    flops: int = 0
+    matrix_flops: int = 0
+    macs: int = 0
+    bytes_read: int = 0
+    bytes_written: int = 0
+    intensity: float = 0.0
+    time_ms: float | None = None
+    time_iqr_ms: float | None = None
+    roofline: Mapping[str, Verdict] = field(default_factory=lambda: MappingProxyType({}))
+
+    @property
+    def vector_flops(self) -> int:
+        return self.flops - self.matrix_flops
+
+    @property
+    def bytes_total(self) -> int:
+        return self.bytes_read + self.bytes_written
+
+    def _first(self) -> Verdict | None:
+        return next(iter(self.roofline.values()), None)
+
+    @property
+    def bound(self) -> Bound | None:
+        verdict = self._first()
+        return None if verdict is None else verdict.bound
+
+    @property
+    def roofline_time_ms(self) -> float | None:
+        verdict = self._first()
+        return None if verdict is None else verdict.roofline_time_ms
+
+    @property
+    def achieved_flops_per_s(self) -> float | None:
+        verdict = self._first()
+        return None if verdict is None else verdict.achieved_flops_per_s
+
+    @property
+    def roofline_efficiency(self) -> float | None:
+        verdict = self._first()
+        return None if verdict is None else verdict.roofline_efficiency
+
+
+def intensity_of(flops: int, bytes_read: int, bytes_written: int) -> float:
+    """FLOPs per byte moved; 0.0 for a row that moves no bytes."""
+    moved = bytes_read + bytes_written
+    return flops / moved if moved else 0.0

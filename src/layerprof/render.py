@@ -1,0 +1,145 @@
+"""Turning a report into a text table (tabulate): a pipeline of small pure steps, no mutation.
+
+rows -> roll up (depth) -> sort -> cut (top, the rest folded into one row) -> cells -> tabulate,
+with the conventions in a header and the totals as the last line. The columns always add up to it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+from tabulate import tabulate, tabulate_formats
+
+from layerprof.errors import InvalidArgumentError
+from layerprof.records import LayerRow
+from layerprof.rollup import fold_tail, roll_up
+from layerprof.units import binary_bytes, milliseconds, shape, si
+
+if TYPE_CHECKING:
+    from layerprof.report import Report
+
+SORT_KEYS = {
+    "flops": lambda r: r.flops,
+    "macs": lambda r: r.macs,
+    "bytes": lambda r: r.bytes_total,
+    "params": lambda r: r.params,
+    "intensity": lambda r: r.intensity,
+    "time": lambda r: r.time_ms or 0.0,
+    "roofline_time": lambda r: r.roofline_time_ms or 0.0,
+}
+
+CONVENTION = (
+    "FLOP = one multiply or one add (1 MAC = 2 FLOPs). Bytes = tensors each op reads + writes, "
+    "at their own dtype: compulsory DRAM traffic per kernel (a lower bound). Intensity = FLOPs / bytes."
+)
+
+
+def check_options(depth: int | None, sort: str | None, top: int | None, fmt: str) -> None:
+    if depth is not None and (not isinstance(depth, int) or depth < 0):
+        raise InvalidArgumentError(f"depth must be a non-negative int, got {depth!r}")
+    if sort is not None and sort not in SORT_KEYS:
+        raise InvalidArgumentError(f"unknown sort key {sort!r}; use one of {', '.join(SORT_KEYS)}")
+    if top is not None and (not isinstance(top, int) or top < 1):
+        raise InvalidArgumentError(f"top must be a positive int, got {top!r}")
+    if fmt not in tabulate_formats:
+        raise InvalidArgumentError(f"unknown table format {fmt!r}; tabulate knows {', '.join(tabulate_formats)}")
+
+
+def select_rows(report: Report, depth: int | None, sort: str | None, top: int | None) -> list[LayerRow]:
+    rows: list[LayerRow] = list(report.layers)
+    if depth is not None:
+        rows = roll_up(rows, depth, report.targets, report.module_kinds)
+    if sort is not None:
+        rows = sorted(rows, key=SORT_KEYS[sort], reverse=True)
+    if top is not None:
+        rows = fold_tail(rows, top, report.targets)
+    return rows
+
+
+def _headers(report: Report, timed: bool, with_phase: bool) -> list[str]:
+    headers = ["layer", "type"]
+    if with_phase:
+        headers.append("phase")
+    headers += ["kernel", "output", "params", "FLOPs", "bytes", "FLOP/B"]
+    if timed:
+        headers += ["time ms", "IQR ms"]
+    for target in report.targets:
+        headers += [f"bound@{target.name}", f"roof ms@{target.name}"]
+        if timed:
+            headers.append(f"eff@{target.name}")
+    return headers
+
+
+def _cells(row: LayerRow, report: Report, timed: bool, with_phase: bool) -> list[str]:
+    cells = [row.name, row.kind]
+    if with_phase:
+        cells.append(row.phase)
+    cells += [
+        "x".join(str(k) for k in row.kernel_size) if row.kernel_size else "",
+        shape(row.output_shapes[0]) if row.output_shapes else "",
+        si(row.params) if row.params else "",
+        si(row.flops),
+        binary_bytes(row.bytes_total),
+        f"{row.intensity:.3g}",
+    ]
+    if timed:
+        cells += [milliseconds(row.time_ms), milliseconds(row.time_iqr_ms)]
+    for target in report.targets:
+        verdict = row.roofline.get(target.name)
+        if verdict is None:
+            cells += ["", ""] + ([""] if timed else [])
+            continue
+        mark = "".join({"above-roof": "!", "too-short": "~"}.get(f, "?") for f in verdict.flags)
+        cells += [verdict.bound + mark, milliseconds(verdict.roofline_time_ms)]
+        if timed:
+            eff = verdict.roofline_efficiency
+            cells.append("-" if eff is None else f"{eff:.0%}")
+    return cells
+
+
+def _footer(report: Report) -> list[str]:
+    lines = []
+    for target in report.targets:
+        verdict = report.total.roofline.get(target.name)
+        if verdict is not None:
+            lines.append(
+                f"predicted on {target.name}: {milliseconds(verdict.roofline_time_ms)} ms "
+                f"(sum of per-row roofline times: a lower bound), model {verdict.bound}-bound overall"
+            )
+    if report.coverage is not None and report.total.time_ms is not None:
+        lines.append(
+            f"coverage: rows sum to {report.coverage:.0%} of the end-to-end "
+            f"{milliseconds(report.total.time_ms)} ms forward"
+        )
+    if any("above-roof" in v.flags for r in report.layers for v in r.roofline.values()):
+        lines.append("! faster than the roof allows: a counting or timing error, or cache reuse")
+    if any("too-short" in v.flags for r in report.layers for v in r.roofline.values()):
+        lines.append("~ too short to time reliably: not judged")
+    if report.unsupported:
+        listed = ", ".join(f"{op} x{n}" for op, n in sorted(report.unsupported.items()))
+        lines.append(f"no FLOP formula (bytes counted, FLOPs 0): {listed}")
+    return lines
+
+
+def table(
+    report: Report, *, depth: int | None = None, sort: str | None = None, top: int | None = None,
+    fmt: str = "simple",
+) -> str:
+    """The per-layer table with a totals line; columns sum to it whatever depth, sort and top are."""
+    check_options(depth, sort, top, fmt)
+    rows = select_rows(report, depth, sort, top)
+    timed = report.total.time_ms is not None or any(r.time_ms is not None for r in rows)
+    with_phase = any(r.phase == "backward" for r in rows)
+    body = [_cells(r, report, timed, with_phase) for r in rows]
+    body.append(_cells(report.total, report, timed, with_phase))
+    text = tabulate(body, headers=_headers(report, timed, with_phase), tablefmt=fmt, disable_numparse=True)
+    return "\n".join([_title(report), CONVENTION, text, *_footer(report)])
+
+
+def _title(report: Report) -> str:
+    shapes: Sequence[str] = []
+    if report.inputs is not None:
+        shapes = [shape(s.shape) for s in report.inputs.positional if s is not None]
+        shapes = [*shapes, *(f"{k}={shape(s.shape)}" for k, s in report.inputs.keyword if s is not None)]
+    return f"layerprof: {report.model_name} ({', '.join(shapes)})"

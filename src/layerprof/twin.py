@@ -1,0 +1,86 @@
+"""A twin of the user's model to walk instead of the model itself.
+
+The twin is a shallow copy of every module: same classes, same forward code, same attributes, but
+its own parameter, buffer, submodule and hook dictionaries. Counting hooks go on the twin, in-place
+buffer updates (batch-norm running statistics) land in the twin's buffers, and the user's model is
+never written to, not even for the length of one forward.
+
+On the meta device every floating tensor becomes an empty meta tensor (optionally of another dtype):
+shape propagation only, no compute and no memory. Otherwise parameters are shared (the forward does
+not write them) and buffers are cloned.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections import OrderedDict
+from typing import Any
+
+import torch
+from torch import nn
+
+_HOOK_DICTS = (
+    "_forward_hooks",
+    "_forward_hooks_with_kwargs",
+    "_forward_hooks_always_called",
+    "_forward_pre_hooks",
+    "_forward_pre_hooks_with_kwargs",
+    "_backward_hooks",
+    "_backward_pre_hooks",
+)
+
+
+class _TwinMaker:
+    def __init__(self, to_meta: bool, dtype: torch.dtype | None) -> None:
+        self.to_meta = to_meta
+        self.dtype = dtype
+        self.modules: dict[int, nn.Module] = {}
+        self.tensors: dict[int, Any] = {}
+
+    def tensor(self, value: torch.Tensor, *, is_buffer: bool) -> torch.Tensor:
+        known = self.tensors.get(id(value))
+        if known is not None:
+            return known  # type: ignore[no-any-return]
+        dtype = self.dtype if self.dtype is not None and value.is_floating_point() else value.dtype
+        converted: torch.Tensor
+        if self.to_meta:
+            converted = torch.empty_like(value, device="meta", dtype=dtype)
+        elif is_buffer:
+            converted = value.detach().clone()
+        else:
+            converted = value
+        if isinstance(value, nn.Parameter) and converted is not value:
+            converted = nn.Parameter(converted, requires_grad=value.requires_grad)
+        self.tensors[id(value)] = converted
+        return converted
+
+    def module(self, original: nn.Module) -> nn.Module:
+        known = self.modules.get(id(original))
+        if known is not None:
+            return known
+        clone = copy.copy(original)
+        self.modules[id(original)] = clone
+        state = clone.__dict__
+        state["_parameters"] = {
+            name: None if p is None else self.tensor(p, is_buffer=False)
+            for name, p in original._parameters.items()
+        }
+        state["_buffers"] = {
+            name: None if b is None else self.tensor(b, is_buffer=True) for name, b in original._buffers.items()
+        }
+        state["_modules"] = {
+            name: None if child is None else self.module(child) for name, child in original._modules.items()
+        }
+        for hooks in _HOOK_DICTS:
+            if hooks in state:
+                state[hooks] = OrderedDict(state[hooks])
+        if self.to_meta:
+            for name, value in list(state.items()):
+                if isinstance(value, torch.Tensor) and not name.startswith("_"):
+                    state[name] = self.tensor(value, is_buffer=True)
+        return clone
+
+
+def make_twin(model: nn.Module, *, to_meta: bool, dtype: torch.dtype | None = None) -> nn.Module:
+    """A structural copy of ``model`` that shares code but owns its tensors' dictionaries."""
+    return _TwinMaker(to_meta, dtype).module(model)
