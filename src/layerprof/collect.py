@@ -23,6 +23,7 @@ from torch._ops import OpOverload
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils.hooks import RemovableHandle
 
+from layerprof.fast_meta import fast_meta_kernel
 from layerprof.formulas import FORMULAS, WRITE_ONLY_DESTINATION, Formula, is_free
 from layerprof.records import LayerRow, Phase, intensity_of
 
@@ -103,8 +104,17 @@ def _floating_dtype(args: tuple[Any, ...]) -> str | None:
     return None
 
 
-def _tensor_bytes(tensor: torch.Tensor) -> int:
-    return tensor.numel() * tensor.element_size()
+def _add_bytes(values: Iterable[Any], seen: set[int]) -> int:
+    """Bytes of the tensors in ``values`` (and in lists among them) not in ``seen``; adds them to it."""
+    total = 0
+    for value in values:
+        if isinstance(value, torch.Tensor):
+            if id(value) not in seen:
+                seen.add(id(value))
+                total += value.numel() * value.element_size()
+        elif isinstance(value, (list, tuple)):
+            total += _add_bytes(value, seen)
+    return total
 
 
 def _describe(func: OpOverload) -> _OpInfo:
@@ -121,15 +131,17 @@ def _describe(func: OpOverload) -> _OpInfo:
 class OpCounter(TorchDispatchMode):
     """Prices every op that runs while it is active and charges it to the collector's current row."""
 
-    def __init__(self, collector: Collector) -> None:
+    def __init__(self, collector: Collector, *, fast_meta: bool = True) -> None:
         super().__init__()
         self.collector = collector
+        self.fast_meta = fast_meta
 
     def __torch_dispatch__(
         self, func: OpOverload, types: Any, args: tuple[Any, ...] = (), kwargs: Mapping[str, Any] | None = None
     ) -> Any:
         kwargs = kwargs or {}
-        out = func(*args, **kwargs)
+        kernel = fast_meta_kernel(func, args) if self.fast_meta else None
+        out = kernel(args, kwargs) if kernel is not None else func(*args, **kwargs)
         self.collector.charge(func, args, kwargs, out)
         return out
 
@@ -208,25 +220,11 @@ class Collector:
             written_outputs = cost.written_outputs
 
         seen: set[int] = set()
-        read = 0
-        inputs = args[1:] if info.write_only_destination else args
-        for tensor in _tensors(inputs):
-            if id(tensor) not in seen:
-                seen.add(id(tensor))
-                read += _tensor_bytes(tensor)
-        for key, value in kwargs.items():
-            if key not in info.out_args:
-                for tensor in _tensors((value,)):
-                    if id(tensor) not in seen:
-                        seen.add(id(tensor))
-                        read += _tensor_bytes(tensor)
-        written = 0
-        seen.clear()
-        outputs = out[:written_outputs] if written_outputs is not None else (out,)
-        for tensor in _tensors(outputs):
-            if id(tensor) not in seen:
-                seen.add(id(tensor))
-                written += _tensor_bytes(tensor)
+        read = _add_bytes(args[1:] if info.write_only_destination else args, seen)
+        if kwargs:
+            read += _add_bytes([v for k, v in kwargs.items() if k not in info.out_args], seen)
+        written_outputs_of = out[:written_outputs] if written_outputs is not None else (out,)
+        written = _add_bytes(written_outputs_of, set())
 
         module = self._stack[-1] if self._stack else self.root
         is_leaf = not module._modules

@@ -1,0 +1,44 @@
+"""``layerprof demo``: the CNN shipped in the package, profiled: a per-layer table and a roofline plot."""
+
+from __future__ import annotations
+
+import argparse
+import warnings
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from layerprof.demo_model import DEMO_INPUT_SIZE, demo_model
+from layerprof.profiler import analyze
+
+
+def add_parser(commands: Any) -> None:
+    parser = commands.add_parser("demo", help="profile the CNN shipped in the package: table + roofline.png")
+    parser.add_argument("--target", action="append", default=None, metavar="NAME",
+                        help="device to judge layers on (repeatable; default gtx1080 and t4)")
+    parser.add_argument("--batch", type=int, default=DEMO_INPUT_SIZE[0], help="batch size (default 1)")
+    parser.add_argument("--output-dir", type=Path, default=Path("."), help="where roofline.png goes")
+    parser.add_argument("--no-plot", action="store_true", help="skip the roofline plot")
+    parser.add_argument("--no-crosscheck", action="store_true", help="skip the fvcore second opinion")
+    parser.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    targets = args.target or ["gtx1080", "t4"]
+    model = demo_model()
+    size = (args.batch, *DEMO_INPUT_SIZE[1:])
+    report = analyze(model, torch.randn(size), target=targets)
+    print(report.table())
+    if not args.no_crosscheck:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # fvcore's jit tracer is chatty
+            print(report.crosscheck(model).summary())
+    if not args.no_plot:
+        try:
+            path = report.plot_roofline(args.output_dir / "roofline.png")
+        except ImportError as error:
+            print(f"no roofline plot: {error} (pip install 'layerprof[plot]')")
+        else:
+            print(f"roofline plot written to {path}")
+    return 0

@@ -1,0 +1,23 @@
+"""``layerprof devices``: the built-in device table (plus devices from a file)."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from layerprof.device_table import device_table
+from layerprof.devices import list_devices, load_devices
+
+
+def add_parser(commands: Any) -> None:
+    parser = commands.add_parser("devices", help="print the built-in device table")
+    parser.add_argument("--file", action="append", default=[], metavar="PATH",
+                        help="also list devices from a JSON or TOML device file (repeatable)")
+    parser.add_argument("--format", default="simple", metavar="FMT", help="any tabulate format (default simple)")
+    parser.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    extra = [spec for path in args.file for spec in load_devices(path)]
+    print(device_table(list_devices(extra), fmt=args.format))
+    return 0
