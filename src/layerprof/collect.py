@@ -22,6 +22,7 @@ from torch import nn
 from torch._ops import OpOverload
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils.hooks import RemovableHandle
+from torch.utils.weak import WeakIdKeyDictionary
 
 from layerprof.fast_meta import fast_meta_kernel
 from layerprof.formulas import FORMULAS, WRITE_ONLY_DESTINATION, Formula, is_free
@@ -30,6 +31,7 @@ from layerprof.records import LayerRow, Phase, intensity_of
 ROOT_NAME = "(root)"
 
 Shapes = tuple[tuple[int, ...], ...]
+RowKey = tuple[int, str | None]  # (id of the module running, None for its own row or a glue op name)
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,6 +39,7 @@ class _OpInfo:
     free: bool
     formula: Formula | None
     name: str
+    packet: str
     out_args: frozenset[str]
     write_only_destination: bool
 
@@ -123,6 +126,7 @@ def _describe(func: OpOverload) -> _OpInfo:
         free=is_free(func),
         formula=FORMULAS.get(func),
         name=func.overloadpacket.__name__.rstrip("_") or func.overloadpacket.__name__,
+        packet=str(func.overloadpacket),
         out_args=frozenset(a.name for a in schema.arguments if a.is_out),
         write_only_destination=func in WRITE_ONLY_DESTINATION,
     )
@@ -147,20 +151,39 @@ class OpCounter(TorchDispatchMode):
 
 
 class Collector:
-    """Counts one model's ops per row. ``attach`` hooks a module tree; ``close`` removes every hook."""
+    """Counts one model's ops per row. ``attach`` hooks a module tree; ``close`` removes every hook.
 
-    def __init__(self, root: nn.Module, *, phase: Phase = "forward") -> None:
+    With ``track_backward`` it also charges backward ops to the layer whose forward made them: while
+    the forward runs, each autograd node is mapped to the row of the op that produced the tensor it
+    belongs to (known as soon as that tensor is consumed, or returned by the model); during the
+    backward, ``torch._C._current_autograd_node()`` names the node running each op. Parameter-gradient
+    accumulation goes to the module owning the parameter. Backward ops of nodes made outside the
+    model's forward (the loss) are not rows; they are counted in ``outside_backward_ops``, as forward
+    ops run outside the model (between forwards in a profiled block) are in ``outside_forward_ops``.
+    """
+
+    def __init__(self, root: nn.Module, *, track_backward: bool = False) -> None:
         self.root = root
-        self.phase: Phase = phase
+        self.track_backward = track_backward
         self._names = {id(m): (name or ROOT_NAME) for name, m in root.named_modules()}
         self._modules: dict[int, nn.Module] = {id(m): m for _, m in root.named_modules()}
         self._stack: list[nn.Module] = []
         self._states: dict[int, _ModuleState] = {}
-        self._rows: dict[tuple[int, str | None], _Acc] = {}
+        self._rows: dict[RowKey, _Acc] = {}
+        self._backward_rows: dict[RowKey, _Acc] = {}
         self._ops: dict[OpOverload, _OpInfo] = {}
         self._seq = itertools.count()
         self._handles: list[RemovableHandle] = []
+        self._produced: WeakIdKeyDictionary = WeakIdKeyDictionary()
+        self._node_rows: dict[Any, RowKey] = {}
+        self._param_owner: dict[int, nn.Module] = {}
+        if track_backward:
+            for module in self._modules.values():
+                for param in module.parameters(recurse=False):
+                    self._param_owner.setdefault(id(param), module)
         self.unsupported: Counter[str] = Counter()
+        self.outside_forward_ops = 0
+        self.outside_backward_ops = 0
 
     # -- hooks ---------------------------------------------------------------------------------------
     def attach(self) -> None:
@@ -172,6 +195,11 @@ class Collector:
         for handle in self._handles:
             handle.remove()
         self._handles.clear()
+
+    def release_graph(self) -> None:
+        """Forget the autograd nodes and tensors seen (call once the backward has run)."""
+        self._node_rows.clear()
+        self._produced = WeakIdKeyDictionary()
 
     def _enter(self, module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
         if self._stack:
@@ -192,6 +220,8 @@ class Collector:
         state = self._states[id(module)]
         if state.calls == 1 and not state.output_shapes:
             state.output_shapes = shapes_of((output,))
+        if self.track_backward and module is self.root:
+            self._map_nodes(_tensors((output,)))
 
     def module_kinds(self) -> dict[str, str]:
         """Every module's row name -> class name, for rolling rows up into their containers."""
@@ -203,15 +233,71 @@ class Collector:
         return self._names.get(id(self._stack[-1])) if self._stack else None
 
     # -- ops -----------------------------------------------------------------------------------------
-    def charge(self, func: OpOverload, args: tuple[Any, ...], kwargs: Mapping[str, Any], out: Any) -> None:
+    def _info(self, func: OpOverload) -> _OpInfo:
         info = self._ops.get(func)
         if info is None:
             info = self._ops[func] = _describe(func)
-        if info.free:
+        return info
+
+    def _map_nodes(self, tensors: Iterable[torch.Tensor]) -> None:
+        # A tensor's grad_fn is only set once the op that made it has returned: map it when the
+        # tensor is next consumed (or returned by the model), to the row that produced it.
+        for tensor in tensors:
+            node = tensor.grad_fn
+            if node is not None and node not in self._node_rows:
+                producer = self._produced.get(tensor)
+                if producer is not None:
+                    self._node_rows[node] = producer
+
+    def charge(self, func: OpOverload, args: tuple[Any, ...], kwargs: Mapping[str, Any], out: Any) -> None:
+        info = self._info(func)
+        if self.track_backward:
+            node = torch._C._current_autograd_node()
+            if node is not None:
+                self._charge_backward(node, info, args, kwargs, out)
+                return
+        if not self._stack:  # not inside the model's forward: a loss, an optimizer step
+            self.outside_forward_ops += 1
             return
+        module = self._stack[-1]
+        key: RowKey = (id(module), None if not module._modules else info.name)
+        if self.track_backward:
+            self._map_nodes(_tensors(args))
+            for tensor in _tensors((out,)):
+                self._produced[tensor] = key
+        if not info.free:
+            self._add(self._rows, key, info, args, kwargs, out)
+
+    def _charge_backward(
+        self, node: Any, info: _OpInfo, args: tuple[Any, ...], kwargs: Mapping[str, Any], out: Any
+    ) -> None:
+        key = self._node_rows.get(node)
+        if key is None:
+            key = self._accumulation_row(node)
+        if key is None:
+            self.outside_backward_ops += 1
+        elif not info.free:
+            self._add(self._backward_rows, key, info, args, kwargs, out)
+
+    def _accumulation_row(self, node: Any) -> RowKey | None:
+        variable = getattr(node, "variable", None)
+        owner = self._param_owner.get(id(variable)) if variable is not None else None
+        if owner is None:
+            return None
+        return (id(owner), None if not owner._modules else "accumulate_grad")
+
+    def _add(
+        self,
+        rows: dict[RowKey, _Acc],
+        key: RowKey,
+        info: _OpInfo,
+        args: tuple[Any, ...],
+        kwargs: Mapping[str, Any],
+        out: Any,
+    ) -> None:
         written_outputs = None
         if info.formula is None:
-            self.unsupported[str(func.overloadpacket)] += 1
+            self.unsupported[info.packet] += 1
             flops = matrix = 0
             kernel_size = None
         else:
@@ -226,12 +312,9 @@ class Collector:
         written_outputs_of = out[:written_outputs] if written_outputs is not None else (out,)
         written = _add_bytes(written_outputs_of, set())
 
-        module = self._stack[-1] if self._stack else self.root
-        is_leaf = not module._modules
-        key = (id(module), None if is_leaf else info.name)
-        acc = self._rows.get(key)
+        acc = rows.get(key)
         if acc is None:
-            acc = self._rows[key] = _Acc(next(self._seq))
+            acc = rows[key] = _Acc(next(self._seq))
             acc.input_shapes = shapes_of(args)
             acc.output_shapes = shapes_of((out,))
         if acc.dtype is None:
@@ -246,77 +329,114 @@ class Collector:
 
     # -- results -------------------------------------------------------------------------------------
     def rows(self) -> list[LayerRow]:
-        """One row per called leaf module (or childless-at-runtime container) and per glue op group."""
-        merged: dict[int, list[_Acc]] = {}
-        glue: list[tuple[int, str, _Acc]] = []
-        for (module_id, op_name), acc in self._rows.items():
-            state = self._states.get(module_id)
-            if op_name is None or (state is not None and not state.had_child):
-                merged.setdefault(module_id, []).append(acc)
-            else:
-                glue.append((module_id, op_name, acc))
+        """Forward rows, then backward rows, each in the order they first ran.
+
+        One row per called leaf module (or childless-at-runtime container) and per glue op group.
+        """
+        forward = self._assemble(self._rows, "forward")
+        backward = self._assemble(self._backward_rows, "backward")
+        return forward + backward
+
+    def _owner_row(self, key: RowKey) -> tuple[int, str | None]:
+        """Where a key's ops are shown: the module's own row, or a container's glue row."""
+        module_id, op_name = key
+        state = self._states.get(module_id)
+        if op_name is not None and state is not None and not state.had_child:
+            return module_id, None
+        return module_id, op_name
+
+    def _assemble(self, accs: Mapping[RowKey, _Acc], phase: Phase) -> list[LayerRow]:
+        grouped: dict[tuple[int, str | None], list[_Acc]] = {}
+        for key, acc in accs.items():
+            grouped.setdefault(self._owner_row(key), []).append(acc)
+        if phase == "forward":
+            # Every called leaf (or childless container) gets a row, even one that did no costed op.
+            for module_id, state in self._states.items():
+                module = self._modules.get(module_id)
+                if module is not None and not (module._modules and state.had_child):
+                    grouped.setdefault((module_id, None), [])
 
         ordered: list[tuple[int, LayerRow]] = []
-        for module_id, state in self._states.items():
-            module = self._modules.get(module_id)
-            if module is None or (module._modules and state.had_child):
-                continue
-            accs = merged.get(module_id, [])
-            ordered.append((state.order, self._module_row(module, state, accs)))
-        for module_id, op_name, acc in glue:
+        for (module_id, op_name), members in grouped.items():
+            members.sort(key=lambda a: a.order)
+            module = self._modules[module_id]
             state = self._states.get(module_id)
-            owner = self._modules[module_id]
-            container = state.name if state is not None else self._names[module_id]
-            ordered.append((acc.order, self._glue_row(owner, container, op_name, acc)))
+            if op_name is None:
+                order = state.order if phase == "forward" and state is not None else members[0].order
+                ordered.append((order, self._module_row(module, state, members, phase)))
+            else:
+                container = state.name if state is not None else self._names[module_id]
+                ordered.append((members[0].order, self._glue_row(module, container, op_name, members, phase)))
         ordered.sort(key=lambda item: item[0])
         return _give_direct_params_to_first_glue(row for _, row in ordered)
 
-    def _module_row(self, module: nn.Module, state: _ModuleState, accs: list[_Acc]) -> LayerRow:
-        accs = sorted(accs, key=lambda a: a.order)
-        flops = sum(a.flops for a in accs)
-        matrix = sum(a.matrix_flops for a in accs)
-        read = sum(a.bytes_read for a in accs)
-        written = sum(a.bytes_written for a in accs)
-        kernel = next((a.kernel_size for a in accs if a.kernel_size is not None), None)
-        dtype = next((a.dtype for a in accs if a.dtype is not None), None)
-        return LayerRow(
-            name=state.name,
+    def _module_row(
+        self, module: nn.Module, state: _ModuleState | None, accs: list[_Acc], phase: Phase
+    ) -> LayerRow:
+        name = state.name if state is not None else self._names[id(module)]
+        return _row(
+            name=name,
             kind=type(module).__name__,
-            phase=self.phase,
-            depth=_depth(state.name),
-            calls=state.calls,
-            kernel_size=kernel,
-            input_shapes=state.input_shapes,
-            output_shapes=state.output_shapes,
-            dtype=dtype,
-            params=sum(p.numel() for p in module.parameters()),
-            flops=flops,
-            matrix_flops=matrix,
-            macs=matrix // 2,
-            bytes_read=read,
-            bytes_written=written,
-            intensity=intensity_of(flops, read, written),
+            phase=phase,
+            depth=_depth(name),
+            calls=state.calls if state is not None else 1,
+            input_shapes=state.input_shapes if state is not None and phase == "forward" else None,
+            output_shapes=state.output_shapes if state is not None and phase == "forward" else None,
+            params=sum(p.numel() for p in module.parameters()) if phase == "forward" else 0,
+            accs=accs,
         )
 
-    def _glue_row(self, owner: nn.Module, container: str, op_name: str, acc: _Acc) -> LayerRow:
-        return LayerRow(
+    def _glue_row(
+        self, owner: nn.Module, container: str, op_name: str, accs: list[_Acc], phase: Phase
+    ) -> LayerRow:
+        return _row(
             name=f"{container}/{op_name}",
             kind=op_name,
-            phase=self.phase,
+            phase=phase,
             depth=_depth(container) + 1,
-            calls=acc.calls,
-            kernel_size=acc.kernel_size,
-            input_shapes=acc.input_shapes,
-            output_shapes=acc.output_shapes,
-            dtype=acc.dtype,
-            params=sum(p.numel() for p in owner.parameters(recurse=False)),
-            flops=acc.flops,
-            matrix_flops=acc.matrix_flops,
-            macs=acc.matrix_flops // 2,
-            bytes_read=acc.bytes_read,
-            bytes_written=acc.bytes_written,
-            intensity=intensity_of(acc.flops, acc.bytes_read, acc.bytes_written),
+            calls=sum(a.calls for a in accs),
+            input_shapes=None,
+            output_shapes=None,
+            params=sum(p.numel() for p in owner.parameters(recurse=False)) if phase == "forward" else 0,
+            accs=accs,
         )
+
+
+def _row(
+    *,
+    name: str,
+    kind: str,
+    phase: Phase,
+    depth: int,
+    calls: int,
+    input_shapes: Shapes | None,
+    output_shapes: Shapes | None,
+    params: int,
+    accs: list[_Acc],
+) -> LayerRow:
+    """A row from its accumulators; shapes default to those of its first op."""
+    flops = sum(a.flops for a in accs)
+    read = sum(a.bytes_read for a in accs)
+    written = sum(a.bytes_written for a in accs)
+    matrix = sum(a.matrix_flops for a in accs)
+    return LayerRow(
+        name=name,
+        kind=kind,
+        phase=phase,
+        depth=depth,
+        calls=calls,
+        kernel_size=next((a.kernel_size for a in accs if a.kernel_size is not None), None),
+        input_shapes=input_shapes if input_shapes is not None else (accs[0].input_shapes if accs else ()),
+        output_shapes=output_shapes if output_shapes is not None else (accs[0].output_shapes if accs else ()),
+        dtype=next((a.dtype for a in accs if a.dtype is not None), None),
+        params=params,
+        flops=flops,
+        matrix_flops=matrix,
+        macs=matrix // 2,
+        bytes_read=read,
+        bytes_written=written,
+        intensity=intensity_of(flops, read, written),
+    )
 
 
 def _depth(name: str) -> int:

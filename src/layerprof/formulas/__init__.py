@@ -9,6 +9,7 @@ from __future__ import annotations
 from layerprof.formulas import (  # noqa: F401  (imported to register their formulas)
     activation,
     attention,
+    backward,
     conv,
     elementwise,
     interpolate,
