@@ -132,16 +132,20 @@ def _describe(func: OpOverload) -> _OpInfo:
     )
 
 
-class OpCounter(TorchDispatchMode):
+class OpCounter(TorchDispatchMode):  # type: ignore[no-untyped-call]
     """Prices every op that runs while it is active and charges it to the collector's current row."""
 
     def __init__(self, collector: Collector, *, fast_meta: bool = True) -> None:
-        super().__init__()
+        super().__init__()  # type: ignore[no-untyped-call]
         self.collector = collector
         self.fast_meta = fast_meta
 
     def __torch_dispatch__(
-        self, func: OpOverload, types: Any, args: tuple[Any, ...] = (), kwargs: Mapping[str, Any] | None = None
+        self,
+        func: OpOverload,
+        types: Any,
+        args: tuple[Any, ...] = (),
+        kwargs: Mapping[str, Any] | None = None,
     ) -> Any:
         kwargs = kwargs or {}
         kernel = fast_meta_kernel(func, args) if self.fast_meta else None
@@ -177,6 +181,7 @@ class Collector:
         self._produced: WeakIdKeyDictionary = WeakIdKeyDictionary()
         self._node_rows: dict[Any, RowKey] = {}
         self._param_owner: dict[int, nn.Module] = {}
+        self._container_reads: dict[int, set[int]] = {}
         if track_backward:
             for module in self._modules.values():
                 for param in module.parameters(recurse=False):
@@ -245,7 +250,7 @@ class Collector:
         for tensor in tensors:
             node = tensor.grad_fn
             if node is not None and node not in self._node_rows:
-                producer = self._produced.get(tensor)
+                producer = self._produced.get(tensor)  # type: ignore[no-untyped-call]
                 if producer is not None:
                     self._node_rows[node] = producer
 
@@ -261,12 +266,40 @@ class Collector:
             return
         module = self._stack[-1]
         key: RowKey = (id(module), None if not module._modules else info.name)
+        if module._modules:
+            self._note_container_reads(module, args, kwargs)
         if self.track_backward:
             self._map_nodes(_tensors(args))
             for tensor in _tensors((out,)):
                 self._produced[tensor] = key
         if not info.free:
             self._add(self._rows, key, info, args, kwargs, out)
+
+    def _note_container_reads(
+        self, module: nn.Module, args: tuple[Any, ...], kwargs: Mapping[str, Any]
+    ) -> None:
+        # A container's own code may use a submodule's weights without calling it (swin_v2's attention
+        # runs F.linear on qkv.weight): remember what it touches, views included, to credit those params.
+        touched = self._container_reads.setdefault(id(module), set())
+        for tensor in _tensors((*args, *kwargs.values())):
+            touched.add(id(tensor))
+            if tensor._base is not None:
+                touched.add(id(tensor._base))
+
+    def _glue_params(self, owner: nn.Module) -> int:
+        """A container's direct parameters plus those of its never-called submodules that its code used."""
+        touched = self._container_reads.get(id(owner), set())
+        seen: set[int] = set()
+        total = 0
+        for sub in owner.modules():
+            direct = sub is owner
+            if not direct and id(sub) in self._states:
+                continue  # it ran: its own row counts its parameters
+            for param in sub.parameters(recurse=False):
+                if id(param) not in seen and (direct or id(param) in touched):
+                    seen.add(id(param))
+                    total += param.numel()
+        return total
 
     def _charge_backward(
         self, node: Any, info: _OpInfo, args: tuple[Any, ...], kwargs: Mapping[str, Any], out: Any
@@ -351,9 +384,9 @@ class Collector:
             grouped.setdefault(self._owner_row(key), []).append(acc)
         if phase == "forward":
             # Every called leaf (or childless container) gets a row, even one that did no costed op.
-            for module_id, state in self._states.items():
+            for module_id, called in self._states.items():
                 module = self._modules.get(module_id)
-                if module is not None and not (module._modules and state.had_child):
+                if module is not None and not (module._modules and called.had_child):
                     grouped.setdefault((module_id, None), [])
 
         ordered: list[tuple[int, LayerRow]] = []
@@ -397,7 +430,7 @@ class Collector:
             calls=sum(a.calls for a in accs),
             input_shapes=None,
             output_shapes=None,
-            params=sum(p.numel() for p in owner.parameters(recurse=False)) if phase == "forward" else 0,
+            params=self._glue_params(owner) if phase == "forward" else 0,
             accs=accs,
         )
 

@@ -127,9 +127,7 @@ def crosscheck(report: Report, model: nn.Module | None, inputs: Any = None) -> C
         if ours != theirs:
             module_name = name.removesuffix("/*") if name != "(root)/*" else ""
             gaps = analysis.unsupported_ops(module_name) if module_name in by_module else {}
-            reason = (
-                "fvcore has no handle for " + ", ".join(sorted(gaps)) if gaps else "no known fvcore gap"
-            )
+            reason = "fvcore has no handle for " + ", ".join(sorted(gaps)) if gaps else "no known fvcore gap"
             disagreements.append(Disagreement(name, ours, theirs, reason))
     return Crosscheck(
         layerprof_macs=ours_total,

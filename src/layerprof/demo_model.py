@@ -26,7 +26,8 @@ class ResidualBlock(nn.Module):
         out = self.relu(self.bn1(self.conv1(x)))
         out = self.bn2(self.conv2(out))
         out += identity
-        return self.relu(out)
+        result: torch.Tensor = self.relu(out)
+        return result
 
 
 class DepthwiseSeparable(nn.Module):
@@ -42,7 +43,8 @@ class DepthwiseSeparable(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.act(self.bn1(self.depthwise(x)))
-        return self.act(self.bn2(self.pointwise(x)))
+        result: torch.Tensor = self.act(self.bn2(self.pointwise(x)))
+        return result
 
 
 class DemoNet(nn.Module):

@@ -55,7 +55,9 @@ def to_dict(report: Report) -> dict[str, Any]:
                 for s in report.inputs.positional
             ],
             "keyword": {
-                k: None if s is None else {"shape": list(s.shape), "dtype": str(s.dtype).removeprefix("torch.")}
+                k: None
+                if s is None
+                else {"shape": list(s.shape), "dtype": str(s.dtype).removeprefix("torch.")}
                 for k, s in report.inputs.keyword
             },
         }
@@ -96,12 +98,19 @@ def to_csv(report: Report, path: str | Path | None = None) -> str:
         cells: list[Any] = [SCHEMA_VERSION]
         for name in _ROW_FIELDS:
             value = getattr(row, name)
-            cells.append("x".join(str(v) for v in value) if isinstance(value, tuple) and name == "kernel_size"
-                         else json.dumps(_plain(value)) if isinstance(value, tuple) else value)
+            cells.append(
+                "x".join(str(v) for v in value)
+                if isinstance(value, tuple) and name == "kernel_size"
+                else json.dumps(_plain(value))
+                if isinstance(value, tuple)
+                else value
+            )
         for target in report.targets:
             verdict = row.roofline.get(target.name)
-            cells += [None, None, None] if verdict is None else [
-                verdict.bound, verdict.roofline_time_ms, verdict.roofline_efficiency
-            ]
+            cells += (
+                [None, None, None]
+                if verdict is None
+                else [verdict.bound, verdict.roofline_time_ms, verdict.roofline_efficiency]
+            )
         writer.writerow(["" if c is None else c for c in cells])
     return _write(buffer.getvalue(), path)

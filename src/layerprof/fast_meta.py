@@ -15,6 +15,8 @@ from typing import Any
 import torch
 from torch._ops import OpOverload
 
+from layerprof.formulas.registry import overload_names
+
 aten = torch.ops.aten
 
 FastKernel = Callable[[tuple[Any, ...], Mapping[str, Any]], Any]
@@ -53,7 +55,7 @@ def _build() -> dict[OpOverload, FastKernel]:
     for name in _UNARY:
         table[getattr(aten, name).default] = _like_input
         inplace = getattr(aten, name + "_", None)
-        if inplace is not None and "default" in inplace.overloads():
+        if inplace is not None and "default" in overload_names(inplace):
             table[inplace.default] = _same_as_input
     table[aten.native_batch_norm.default] = _batch_norm(5)
     table[aten._native_batch_norm_legit.default] = _batch_norm(5)

@@ -72,7 +72,7 @@ def sizes_to_spec(
     if not isinstance(input_size, (tuple, list, torch.Size)) or len(input_size) == 0:
         raise InvalidArgumentError(f"input_size must be a non-empty tuple of ints, got {input_size!r}")
     several = all(isinstance(s, (tuple, list, torch.Size)) for s in input_size)
-    sizes = [tuple(s) for s in input_size] if several else [tuple(input_size)]
+    sizes = [tuple(s) for s in input_size] if several else [tuple(input_size)]  # type: ignore[arg-type]
     specs = []
     for size in sizes:
         if not size or not all(isinstance(d, int) and not isinstance(d, bool) and d > 0 for d in size):
@@ -84,8 +84,8 @@ def sizes_to_spec(
 def model_device(model: nn.Module) -> torch.device | None:
     for tensor in model.parameters():
         return tensor.device
-    for tensor in model.buffers():
-        return tensor.device
+    for buffer in model.buffers():
+        return buffer.device
     return None
 
 

@@ -16,6 +16,7 @@ Phase = Literal["forward", "backward"]
 Bound = Literal["compute", "memory"]
 Unit = Literal["matrix", "vector"]
 
+
 @dataclass(frozen=True, slots=True)
 class Verdict:
     """Where one row stands on one target's roofline."""

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+
 from layerprof.devices import DeviceSpec, get_device
 from layerprof.errors import InvalidArgumentError
 
 TargetArg = str | DeviceSpec | Sequence[str | DeviceSpec] | None
+
 
 def resolve_targets(target: TargetArg) -> tuple[DeviceSpec, ...]:
     """DeviceSpecs for a name, a spec, ``"auto"`` (this machine, measured) or a list of those."""

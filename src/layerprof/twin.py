@@ -66,7 +66,8 @@ class _TwinMaker:
             for name, p in original._parameters.items()
         }
         state["_buffers"] = {
-            name: None if b is None else self.tensor(b, is_buffer=True) for name, b in original._buffers.items()
+            name: None if b is None else self.tensor(b, is_buffer=True)
+            for name, b in original._buffers.items()
         }
         state["_modules"] = {
             name: None if child is None else self.module(child) for name, child in original._modules.items()

@@ -20,7 +20,9 @@ def priced_dtype(row: LayerRow) -> str:
     return "float32"
 
 
-def judge(row: LayerRow, targets: Sequence[DeviceSpec], *, rows: Sequence[LayerRow] | None = None) -> LayerRow:
+def judge(
+    row: LayerRow, targets: Sequence[DeviceSpec], *, rows: Sequence[LayerRow] | None = None
+) -> LayerRow:
     """``row`` with one verdict per target. For the totals, pass the judged ``rows``: the predicted
     time is the sum of their roofline times (each kernel waits for the one before it)."""
     if not targets:

@@ -40,12 +40,20 @@ def _per_dim(name: str, value: int | Sequence[int], rank: int, minimum: int) -> 
 
 
 def conv_output_size(
-    input_size: Sequence[int], kernel_size: Sequence[int], stride: Sequence[int], padding: Sequence[int],
-    dilation: Sequence[int], *, transposed: bool = False, output_padding: Sequence[int] | None = None,
+    input_size: Sequence[int],
+    kernel_size: Sequence[int],
+    stride: Sequence[int],
+    padding: Sequence[int],
+    dilation: Sequence[int],
+    *,
+    transposed: bool = False,
+    output_padding: Sequence[int] | None = None,
 ) -> tuple[int, ...]:
     """PyTorch's output-size formula, per spatial dimension."""
     sizes = []
-    for i, (size, k, s, p, d) in enumerate(zip(input_size, kernel_size, stride, padding, dilation, strict=True)):
+    for i, (size, k, s, p, d) in enumerate(
+        zip(input_size, kernel_size, stride, padding, dilation, strict=True)
+    ):
         if transposed:
             extra = output_padding[i] if output_padding is not None else 0
             sizes.append((size - 1) * s - 2 * p + d * (k - 1) + extra + 1)
@@ -91,15 +99,26 @@ def conv_cost(
         spatial, kernel, strides, pads, dilations, transposed=transposed, output_padding=out_pads
     )
     if min(out_spatial) < 1:
-        raise InvalidArgumentError(f"input_size {spatial} is too small for kernel {kernel}: output {out_spatial}")
+        raise InvalidArgumentError(
+            f"input_size {spatial} is too small for kernel {kernel}: output {out_spatial}"
+        )
     itemsize = parse_dtype(dtype).itemsize
     cost = conv_flops(
-        batch=batch, in_channels=in_channels, out_channels=out_channels, in_spatial=spatial,
-        out_spatial=out_spatial, kernel_size=kernel, groups=groups, transposed=transposed, bias=bias,
+        batch=batch,
+        in_channels=in_channels,
+        out_channels=out_channels,
+        in_spatial=spatial,
+        out_spatial=out_spatial,
+        kernel_size=kernel,
+        groups=groups,
+        transposed=transposed,
+        bias=bias,
     )
-    weight = (in_channels if transposed else out_channels) * (
-        (out_channels if transposed else in_channels) // groups
-    ) * numel(kernel)
+    weight = (
+        (in_channels if transposed else out_channels)
+        * ((out_channels if transposed else in_channels) // groups)
+        * numel(kernel)
+    )
     params = weight + (out_channels if bias else 0)
     bytes_read = (batch * in_channels * numel(spatial) + params) * itemsize
     bytes_written = batch * out_channels * numel(out_spatial) * itemsize

@@ -10,10 +10,10 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from layerprof.cli import demo, devices_cmd, measure_cmd
+from layerprof.cli import audit, compare_cmd, demo, devices_cmd, measure_cmd
 from layerprof.errors import LayerprofError
 
-COMMANDS = (demo, devices_cmd, measure_cmd)
+COMMANDS = (demo, audit, compare_cmd, devices_cmd, measure_cmd)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -15,8 +15,13 @@ from layerprof.profiler import analyze
 
 def add_parser(commands: Any) -> None:
     parser = commands.add_parser("demo", help="profile the CNN shipped in the package: table + roofline.png")
-    parser.add_argument("--target", action="append", default=None, metavar="NAME",
-                        help="device to judge layers on (repeatable; default gtx1080 and t4)")
+    parser.add_argument(
+        "--target",
+        action="append",
+        default=None,
+        metavar="NAME",
+        help="device to judge layers on (repeatable; default gtx1080 and t4)",
+    )
     parser.add_argument("--batch", type=int, default=DEMO_INPUT_SIZE[0], help="batch size (default 1)")
     parser.add_argument("--output-dir", type=Path, default=Path("."), help="where roofline.png goes")
     parser.add_argument("--no-plot", action="store_true", help="skip the roofline plot")

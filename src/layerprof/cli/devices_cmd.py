@@ -11,9 +11,16 @@ from layerprof.devices import list_devices, load_devices
 
 def add_parser(commands: Any) -> None:
     parser = commands.add_parser("devices", help="print the built-in device table")
-    parser.add_argument("--file", action="append", default=[], metavar="PATH",
-                        help="also list devices from a JSON or TOML device file (repeatable)")
-    parser.add_argument("--format", default="simple", metavar="FMT", help="any tabulate format (default simple)")
+    parser.add_argument(
+        "--file",
+        action="append",
+        default=[],
+        metavar="PATH",
+        help="also list devices from a JSON or TOML device file (repeatable)",
+    )
+    parser.add_argument(
+        "--format", default="simple", metavar="FMT", help="any tabulate format (default simple)"
+    )
     parser.set_defaults(run=run)
 
 

@@ -10,9 +10,15 @@ from layerprof.device_table import device_table
 
 def add_parser(commands: Any) -> None:
     parser = commands.add_parser("measure", help="measure this machine's peak FLOP/s and bandwidth")
-    parser.add_argument("--device", default=None, help="torch device to measure (default: cuda if present, else cpu)")
-    parser.add_argument("--no-cache", action="store_true", help="measure again even if a cached result exists")
-    parser.add_argument("--quick", action="store_true", help="small sizes and few repeats (seconds, less exact)")
+    parser.add_argument(
+        "--device", default=None, help="torch device to measure (default: cuda if present, else cpu)"
+    )
+    parser.add_argument(
+        "--no-cache", action="store_true", help="measure again even if a cached result exists"
+    )
+    parser.add_argument(
+        "--quick", action="store_true", help="small sizes and few repeats (seconds, less exact)"
+    )
     parser.set_defaults(run=run)
 
 

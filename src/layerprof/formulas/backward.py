@@ -76,7 +76,9 @@ def convolution_backward(args: tuple[Any, ...], kwargs: Mapping[str, Any], out: 
         weight_grad=bool(mask[1]),
         bias_grad=bool(mask[2]),
     )
-    return OpFlops(matrix=cost.matrix, vector=cost.vector, kernel_size=tuple(int(k) for k in weight.shape[2:]))
+    return OpFlops(
+        matrix=cost.matrix, vector=cost.vector, kernel_size=tuple(int(k) for k in weight.shape[2:])
+    )
 
 
 def _norm_backward(elements: int, training: bool) -> OpFlops:
@@ -124,7 +126,8 @@ _ACTIVATION_BACKWARD = {
 for _name, _cost in _ACTIVATION_BACKWARD.items():
     REGISTRY.add_all([getattr(aten, _name)], per_element(_cost))
 REGISTRY.add_all(
-    [aten._softmax_backward_data, aten._log_softmax_backward_data], per_element(SOFTMAX_BACKWARD_FLOPS_PER_ELEMENT)
+    [aten._softmax_backward_data, aten._log_softmax_backward_data],
+    per_element(SOFTMAX_BACKWARD_FLOPS_PER_ELEMENT),
 )
 
 
@@ -171,10 +174,23 @@ def _adaptive_avg_backward(rank: int) -> Any:
 register(aten._adaptive_avg_pool2d_backward)(_adaptive_avg_backward(2))
 register(aten._adaptive_avg_pool3d_backward)(_adaptive_avg_backward(3))
 
-REGISTRY.add_all([aten.upsample_linear1d_backward], per_element(interpolation_flops_per_element(2)))
-REGISTRY.add_all([aten.upsample_bilinear2d_backward], per_element(interpolation_flops_per_element(4)))
-REGISTRY.add_all([aten.upsample_trilinear3d_backward], per_element(interpolation_flops_per_element(8)))
-REGISTRY.add_all([aten.upsample_bicubic2d_backward], per_element(interpolation_flops_per_element(16)))
+
+def _per_grad_output_element(flops_per_element: int) -> Any:
+    # The gradient is as large as the forward's output (the upsampled tensor), not as the op's output
+    # (the input gradient): price each of its elements as the forward prices each output element.
+    def formula(args: tuple[Any, ...], kwargs: Mapping[str, Any], out: Any) -> OpFlops:
+        return OpFlops(vector=flops_per_element * int(args[0].numel()))
+
+    return formula
+
+
+for _op, _taps in (
+    (aten.upsample_linear1d_backward, 2),
+    (aten.upsample_bilinear2d_backward, 4),
+    (aten.upsample_trilinear3d_backward, 8),
+    (aten.upsample_bicubic2d_backward, 16),
+):
+    REGISTRY.add_all([_op], _per_grad_output_element(interpolation_flops_per_element(_taps)))
 
 
 def _attention_backward(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> OpFlops:

@@ -17,7 +17,7 @@ from typing import Any
 import torch
 from torch._ops import OpOverload
 
-from layerprof.formulas.registry import OpFlops, register
+from layerprof.formulas.registry import OpFlops, overload_names, register
 
 aten = torch.ops.aten
 
@@ -40,16 +40,24 @@ def movement(args: tuple[Any, ...], kwargs: Mapping[str, Any], out: Any) -> OpFl
 FREE_OPS: frozenset[OpOverload] = frozenset(
     getattr(packet, overload)
     for packet in (
-        aten.empty, aten.empty_like, aten.empty_strided, aten.new_empty, aten.new_empty_strided,
-        aten._unsafe_view, aten.lift_fresh, aten._reshape_alias, aten.resize_, aten.set_,
-    )  # fmt: skip
-    for overload in packet.overloads()
+        aten.empty,
+        aten.empty_like,
+        aten.empty_strided,
+        aten.new_empty,
+        aten.new_empty_strided,
+        aten._unsafe_view,
+        aten.lift_fresh,
+        aten._reshape_alias,
+        aten.resize_,
+        aten.set_,
+    )
+    for overload in overload_names(packet)
 )
 
 WRITE_ONLY_DESTINATION: frozenset[OpOverload] = frozenset(
     getattr(packet, overload)
     for packet in (aten.copy_, aten.fill_, aten.zero_, aten._copy_from)
-    for overload in packet.overloads()
+    for overload in overload_names(packet)
 )
 
 

@@ -74,7 +74,23 @@ class Registry:
 def _overloads(op: OpLike) -> list[OpOverload]:
     if isinstance(op, OpOverload):
         return [op]
-    return [getattr(op, name) for name in op.overloads()]
+    # A packet also holds TorchScript overloads on Python scalars, lists and strings (aten.add.int,
+    # aten.eq.str, aten.copy.Dict_int): they return no tensor, never reach a kernel, and a formula
+    # reading tensor shapes cannot price them. Only tensor-returning overloads get the formula.
+    overloads = (getattr(op, name) for name in overload_names(op))
+    return [overload for overload in overloads if _returns_tensor(overload)]
+
+
+_TENSOR_TYPES = frozenset({"Tensor", "Optional[Tensor]", "List[Tensor]", "List[Optional[Tensor]]"})
+
+
+def overload_names(packet: OpOverloadPacket) -> list[str]:
+    """The overload names of an op packet (torch leaves ``overloads`` untyped)."""
+    return list(packet.overloads())  # type: ignore[no-untyped-call]
+
+
+def _returns_tensor(op: OpOverload) -> bool:
+    return any(str(ret.type) in _TENSOR_TYPES for ret in op._schema.returns)
 
 
 REGISTRY = Registry()

@@ -1,0 +1,364 @@
+"""``layerprof audit MODEL``: a pre-deployment audit: counted (or timed) report, budgets, files.
+
+By default nothing is computed: the model runs on the meta device (``layerprof.analyze``) at the
+input size and dtype asked, and is judged on the targets' rooflines. ``--time`` measures it on this
+machine instead (``layerprof.profile``). Budgets come from ``[tool.layerprof]`` in the current
+folder's pyproject.toml (or ``--config FILE``) and the command line, which wins.
+
+Exit codes: 0 every budget holds, 1 a budget failed (one line per failed budget on stderr: name,
+target, value, limit, how far over), 2 a usage error (bad option, model that cannot be loaded or run).
+The report goes to stdout (or ``--output``); progress, warnings and budget lines go to stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import sys
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from layerprof.budgets import BudgetResult, Budgets, check, failures
+from layerprof.config import AuditConfig, parse_input_size, read_config
+from layerprof.devices import DeviceSpec, get_device
+from layerprof.dtypes import parse_dtype
+from layerprof.errors import InvalidArgumentError
+from layerprof.loader import DEFAULT_INPUT_SIZE, LoadedModel, load_model, parse_model_args
+from layerprof.progress import Progress
+from layerprof.render import SORT_KEYS, check_options
+
+if TYPE_CHECKING:
+    import torch
+
+    from layerprof.report import Report
+
+FORMATS = ("table", "markdown", "json", "csv", "html")
+DTYPES = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16", "int8": "int8"}
+_SUFFIX_FORMATS = {".json": "json", ".csv": "csv", ".html": "html", ".htm": "html", ".md": "markdown"}
+_PLOT_SUFFIXES = (".png", ".svg")
+
+
+def _count(text: str) -> float:
+    """``25e6``, ``25000000``, ``25M``, ``1.5G`` -> a number (for --max-params)."""
+    factors = {"K": 1e3, "M": 1e6, "G": 1e9}
+    raw = text.strip()
+    factor = factors.get(raw[-1:].upper(), 1.0)
+    number = raw[:-1] if factor != 1.0 else raw
+    try:
+        return float(number) * factor
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a count like 25e6 or 25M") from None
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive integer")
+    return value
+
+
+def _size(text: str) -> tuple[int, ...]:
+    try:
+        return parse_input_size(text)
+    except InvalidArgumentError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
+def add_parser(commands: Any) -> None:
+    parser = commands.add_parser(
+        "audit",
+        help="pre-deployment audit of a model: report, budgets (exit 1 when one fails)",
+        description=(
+            "Audit MODEL (torchvision:NAME, package.module:factory, path/to/file.py:factory or a "
+            "torch.export .pt2 file) on target devices. Counts FLOPs and bytes without computing "
+            "anything unless --time is given. Exit 0: budgets hold; 1: a budget failed; 2: usage error."
+        ),
+    )
+    parser.add_argument(
+        "model", metavar="MODEL", help="torchvision:NAME, module:factory, file.py:factory or FILE.pt2"
+    )
+    parser.add_argument(
+        "--model-arg",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="keyword argument for the model factory, a Python literal where it parses (repeatable)",
+    )
+    parser.add_argument(
+        "--input-size",
+        action="append",
+        type=_size,
+        default=None,
+        metavar="1,3,224,224",
+        help="input size, batch first (repeatable, one per input; default 1,3,224,224 or "
+        "the torchvision weights' crop size, or the exported program's shapes)",
+    )
+    parser.add_argument(
+        "--dtype", choices=tuple(DTYPES), default=None, help="dtype to price the model at (default fp32)"
+    )
+    parser.add_argument(
+        "--target",
+        action="append",
+        default=None,
+        metavar="NAME",
+        help="device to judge on (repeatable; default auto: this machine, measured)",
+    )
+    parser.add_argument("--time", action="store_true", help="measure on this machine (layerprof.profile)")
+    parser.add_argument(
+        "--device",
+        choices=("cpu", "cuda"),
+        default=None,
+        help="torch device to time on and to measure for target auto (default cuda if present)",
+    )
+    parser.add_argument("--warmup", type=_positive_int, default=5, help="--time: warm-up rounds (default 5)")
+    parser.add_argument("--repeat", type=_positive_int, default=20, help="--time: timed rounds (default 20)")
+    parser.add_argument(
+        "--format",
+        choices=FORMATS,
+        default=None,
+        help="report format (default table, or from the --output suffix)",
+    )
+    parser.add_argument(
+        "--output", type=Path, default=None, metavar="FILE", help="write the report here, not stdout"
+    )
+    parser.add_argument(
+        "--plot", type=Path, default=None, metavar="FILE", help="roofline plot (.png or .svg)"
+    )
+    parser.add_argument("--depth", type=int, default=None, help="table: roll rows up to this module depth")
+    parser.add_argument(
+        "--sort", choices=tuple(SORT_KEYS), default=None, help="table: sort rows by this, largest first"
+    )
+    parser.add_argument(
+        "--top", type=_positive_int, default=None, help="table: keep this many rows, fold the rest"
+    )
+    parser.add_argument(
+        "--quiet",
+        action="store_true",
+        help="no progress bar, no report on stdout, only failed budgets and errors",
+    )
+    parser.add_argument(
+        "--config",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="TOML file with settings and budgets (default: [tool.layerprof] of ./pyproject.toml)",
+    )
+    budgets = parser.add_argument_group("budgets (exit 1 when one fails; override the config file)")
+    budgets.add_argument("--max-gflops", type=float, default=None, metavar="X", help="total FLOPs / 1e9")
+    budgets.add_argument(
+        "--max-params", type=_count, default=None, metavar="N", help="parameters (25e6, 25M)"
+    )
+    budgets.add_argument(
+        "--max-latency-ms",
+        type=float,
+        default=None,
+        metavar="MS",
+        help="roofline-predicted time per target (measured time with --time)",
+    )
+    budgets.add_argument(
+        "--max-memory-bound-share",
+        type=float,
+        default=None,
+        metavar="SHARE",
+        help="share (0..1) of predicted time in memory-bound rows, per target",
+    )
+    budgets.add_argument(
+        "--min-roofline-efficiency",
+        type=float,
+        default=None,
+        metavar="SHARE",
+        help="predicted / measured time, per target (needs --time)",
+    )
+    parser.set_defaults(run=run)
+
+
+def _budgets(args: argparse.Namespace, config: AuditConfig) -> Budgets:
+    from_file = Budgets.from_mapping(config.budgets)
+    from_line = Budgets(
+        args.max_gflops,
+        args.max_params,
+        args.max_latency_ms,
+        args.max_memory_bound_share,
+        args.min_roofline_efficiency,
+    )
+    return from_file.overridden_by(from_line)
+
+
+def _dtype(args: argparse.Namespace, config: AuditConfig) -> str:
+    if args.dtype is not None:
+        return DTYPES[str(args.dtype)]
+    if config.dtype is None:
+        return "float32"
+    name = str(parse_dtype(config.dtype)).removeprefix("torch.")
+    if name not in DTYPES.values():
+        raise InvalidArgumentError(
+            f"{config.source}: dtype {config.dtype!r} must be one of {', '.join(DTYPES)}"
+        )
+    return name
+
+
+def _format(args: argparse.Namespace) -> str:
+    if args.format is not None:
+        return str(args.format)
+    if args.output is not None:
+        return _SUFFIX_FORMATS.get(args.output.suffix.lower(), "table")
+    return "table"
+
+
+def _check_usage(args: argparse.Namespace, budgets: Budgets, dtype: str, device: str | None) -> None:
+    """Everything that can be refused before any work is done."""
+    check_options(args.depth, args.sort, args.top, "simple")
+    if budgets.needs_timing and not args.time:
+        raise InvalidArgumentError(
+            "--min-roofline-efficiency compares measured with predicted time: it needs --time"
+        )
+    if dtype == "int8" and args.time:
+        raise InvalidArgumentError(
+            "--dtype int8 prices the model at int8 but cannot run it: leave out --time"
+        )
+    if device == "cuda":
+        import torch
+
+        if not torch.cuda.is_available():
+            raise InvalidArgumentError("--device cuda, but torch sees no CUDA device on this machine")
+    if args.plot is not None:
+        if args.plot.suffix.lower() not in _PLOT_SUFFIXES:
+            raise InvalidArgumentError(f"--plot {str(args.plot)!r} must end in .png or .svg")
+        if importlib.util.find_spec("matplotlib") is None:
+            raise InvalidArgumentError("--plot needs matplotlib: pip install 'layerprof[plot]'")
+
+
+def _targets(names: Sequence[str], device: str | None, bar: Progress) -> list[DeviceSpec]:
+    specs = []
+    for name in names:
+        if name.strip().lower() == "auto":
+            from layerprof.measure import measure_device
+
+            bar.step(f"measuring this machine ({device or 'default device'})")
+            specs.append(measure_device(device))
+        else:
+            specs.append(get_device(name))
+    if len({s.name for s in specs}) != len(specs):
+        raise InvalidArgumentError(f"--target names a device twice: {', '.join(s.name for s in specs)}")
+    return specs
+
+
+def _report(
+    loaded: LoadedModel,
+    sizes: Sequence[tuple[int, ...]],
+    dtype: str,
+    targets: Sequence[DeviceSpec],
+    args: argparse.Namespace,
+    device: str | None,
+) -> Report:
+    size_arg: Any = sizes[0] if len(sizes) == 1 else list(sizes)
+    if not args.time:
+        from layerprof.profiler import analyze
+
+        return analyze(loaded.model, input_size=size_arg, dtype=dtype, target=list(targets))
+    import torch
+
+    from layerprof import profile  # the timing path is imported only when asked for
+
+    where = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    torch_dtype: torch.dtype = parse_dtype(dtype)
+    model = loaded.model.to(device=where, dtype=torch_dtype).eval()
+    inputs = tuple(torch.randn(size, device=where, dtype=torch_dtype) for size in sizes)
+    return profile(
+        model,
+        inputs[0] if len(inputs) == 1 else inputs,
+        target=list(targets),
+        warmup=args.warmup,
+        repeat=args.repeat,
+    )
+
+
+def _render(report: Report, fmt: str, args: argparse.Namespace, results: Sequence[BudgetResult]) -> str:
+    if fmt == "json":
+        return report.to_json()
+    if fmt == "csv":
+        return report.to_csv()
+    if fmt == "html":
+        from layerprof.html import render_html
+
+        return render_html(
+            report,
+            title=f"layerprof audit: {args.model}",
+            budgets=results,
+            depth=args.depth,
+            sort=args.sort,
+            top=args.top,
+        )
+    table = report.table(
+        depth=args.depth, sort=args.sort, top=args.top, fmt="github" if fmt == "markdown" else "simple"
+    )
+    return table + "\n"
+
+
+def _say(message: str, quiet: bool) -> None:
+    if not quiet:
+        print(f"layerprof audit: {message}", file=sys.stderr)
+
+
+def run(args: argparse.Namespace) -> int:
+    config = read_config(args.config, directory=Path.cwd())
+    budgets = _budgets(args, config)
+    dtype = _dtype(args, config)
+    device = args.device or config.device
+    if device not in (None, "cpu", "cuda"):
+        raise InvalidArgumentError(f"{config.source}: device must be cpu or cuda, got {device!r}")
+    _check_usage(args, budgets, dtype, device)
+    fmt = _format(args)
+    target_names = args.target or list(config.targets or ()) or ["auto"]
+    model_args = {**config.model_args, **parse_model_args(args.model_arg)}
+    steps = 3 + sum(n.strip().lower() == "auto" for n in target_names) + (args.plot is not None)
+
+    with (
+        Progress(steps, stream=sys.stderr, enabled=not args.quiet, prefix="layerprof audit") as bar,
+        warnings.catch_warnings(record=True) as caught,
+    ):
+        warnings.simplefilter("always")
+        bar.step(f"loading {args.model}")
+        loaded = load_model(args.model, model_args)
+        sizes = args.input_size or config.input_sizes or loaded.input_sizes or (DEFAULT_INPUT_SIZE,)
+        targets = _targets(target_names, device, bar)
+        bar.step("timing on this machine" if args.time else "counting FLOPs and bytes")
+        report = _report(loaded, sizes, dtype, targets, args, device)
+        if args.plot is not None:
+            bar.step(f"plotting {args.plot}")
+            report.plot_roofline(args.plot)
+        results = check(report, budgets) if not budgets.empty else ()
+        bar.step("writing the report")
+        text = _render(report, fmt, args, results)
+    for message in dict.fromkeys(str(w.message) for w in caught):
+        _say(f"warning: {message}", args.quiet)
+
+    if args.output is not None:
+        try:
+            args.output.write_text(text, encoding="utf-8")
+        except OSError as error:
+            raise InvalidArgumentError(f"cannot write --output {str(args.output)!r}: {error}") from error
+        _say(f"{fmt} report written to {args.output}", args.quiet)
+    elif not args.quiet:
+        sys.stdout.write(text)
+    if args.plot is not None:
+        _say(f"roofline plot written to {args.plot}", args.quiet)
+    return _verdict(results, args.quiet)
+
+
+def _verdict(results: Sequence[BudgetResult], quiet: bool) -> int:
+    failed = failures(results)
+    for result in results:
+        if not result.passed or not quiet:
+            print(result.describe(), file=sys.stderr)
+    if failed:
+        print(f"layerprof audit: {len(failed)} of {len(results)} budget checks failed", file=sys.stderr)
+        return 1
+    if results:
+        _say(f"all {len(results)} budget checks hold", quiet)
+    return 0
