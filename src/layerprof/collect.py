@@ -329,6 +329,7 @@ class Collector:
         out: Any,
     ) -> None:
         written_outputs = None
+        written_args: tuple[int, ...] = ()
         if info.formula is None:
             self.unsupported[info.packet] += 1
             flops = matrix = 0
@@ -337,13 +338,17 @@ class Collector:
             cost = info.formula(args, kwargs, out)
             flops, matrix, kernel_size = cost.total, cost.matrix, cost.kernel_size
             written_outputs = cost.written_outputs
+            written_args = cost.written_args
 
         seen: set[int] = set()
         read = _add_bytes(args[1:] if info.write_only_destination else args, seen)
         if kwargs:
             read += _add_bytes([v for k, v in kwargs.items() if k not in info.out_args], seen)
         written_outputs_of = out[:written_outputs] if written_outputs is not None else (out,)
-        written = _add_bytes(written_outputs_of, set())
+        seen = set()
+        written = _add_bytes(written_outputs_of, seen)
+        if written_args:
+            written += _add_bytes([args[i] for i in written_args if i < len(args)], seen)
 
         acc = rows.get(key)
         if acc is None:

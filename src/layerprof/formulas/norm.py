@@ -34,17 +34,27 @@ def norm_flops(elements: int, *, computes_stats: bool, affine: bool) -> int:
     return per_element * elements
 
 
-def _batch_norm(x: torch.Tensor, weight: Any, training: bool) -> OpFlops:
+def _batch_norm(
+    x: torch.Tensor, weight: Any, training: bool, running_stats: tuple[int, ...] = (3, 4)
+) -> OpFlops:
     affine = isinstance(weight, torch.Tensor)
     flops = norm_flops(int(x.numel()), computes_stats=training, affine=affine)
+    if training:  # the running statistics are updated in place
+        return OpFlops(vector=flops, written_args=running_stats)
     # In inference only the normalised output is written; the saved statistics are placeholders.
-    return OpFlops(vector=flops, written_outputs=None if training else 1)
+    return OpFlops(vector=flops, written_outputs=1)
 
 
-@register(aten.native_batch_norm, aten._native_batch_norm_legit_functional, aten.cudnn_batch_norm)
+@register(aten.native_batch_norm, aten.cudnn_batch_norm)
 def batch_norm(args: tuple[Any, ...], kwargs: Mapping[str, Any], out: Any) -> OpFlops:
     # (input, weight, bias, running_mean, running_var, training, momentum, eps)
     return _batch_norm(args[0], args[1], bool(args[5]))
+
+
+@register(aten._native_batch_norm_legit_functional)
+def batch_norm_functional(args: tuple[Any, ...], kwargs: Mapping[str, Any], out: Any) -> OpFlops:
+    # Returns the new running statistics instead of updating its arguments.
+    return _batch_norm(args[0], args[1], bool(args[5]), running_stats=())
 
 
 @register(aten.miopen_batch_norm)
@@ -60,7 +70,7 @@ def batch_norm_legit(args: tuple[Any, ...], kwargs: Mapping[str, Any], out: Any)
 @register(aten._native_batch_norm_legit.no_stats)
 def batch_norm_legit_no_stats(args: tuple[Any, ...], kwargs: Mapping[str, Any], out: Any) -> OpFlops:
     # (input, weight, bias, training, momentum, eps): no running stats, so it always computes them.
-    return _batch_norm(args[0], args[1], True)
+    return _batch_norm(args[0], args[1], True, running_stats=())
 
 
 @register(aten._native_batch_norm_legit_no_training)

@@ -5,7 +5,9 @@ shapes only (never data, never a device, never allocates) and returns an :class:
 not a formula's business: the counter prices every tensor an op reads or writes at its own element
 size, the same way for every op. A formula only says when some outputs are not real writes
 (``written_outputs``): batch norm in inference returns saved statistics whose size differs between
-backends (empty on CPU, one per channel on meta) and which no kernel writes.
+backends (empty on CPU, one per channel on meta) and which no kernel writes. It also names the
+arguments an op updates in place without returning them (``written_args``): batch norm's running
+statistics in training, which its legacy schema does not mark as written.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ class OpFlops:
     vector: int = 0
     kernel_size: tuple[int, ...] | None = None
     written_outputs: int | None = None
+    written_args: tuple[int, ...] = ()
 
     @property
     def total(self) -> int:

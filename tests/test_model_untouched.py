@@ -1,0 +1,156 @@
+"""analyze leaves the user's model exactly as it was: outputs, hooks, flags, devices, buffers, memory."""
+
+from __future__ import annotations
+
+import gc
+import weakref
+from typing import Any
+
+import pytest
+import torch
+import torchvision
+from torch import nn
+
+import layerprof
+from models import ConvBnReluNet, RaisingNet
+
+HOOK_DICTS = (
+    "_forward_hooks",
+    "_forward_hooks_with_kwargs",
+    "_forward_hooks_always_called",
+    "_forward_pre_hooks",
+    "_forward_pre_hooks_with_kwargs",
+    "_backward_hooks",
+    "_backward_pre_hooks",
+    "_state_dict_hooks",
+    "_state_dict_pre_hooks",
+    "_load_state_dict_pre_hooks",
+    "_load_state_dict_post_hooks",
+)
+
+
+def hook_counts(model: nn.Module) -> dict[str, int]:
+    return {
+        f"{name or '(root)'}.{hooks}": len(getattr(module, hooks))
+        for name, module in model.named_modules()
+        for hooks in HOOK_DICTS
+        if len(getattr(module, hooks, {}))
+    }
+
+
+def snapshot(model: nn.Module) -> dict[str, Any]:
+    return {
+        "training": {name: m.training for name, m in model.named_modules()},
+        "requires_grad": {name: p.requires_grad for name, p in model.named_parameters()},
+        "params": {
+            name: (p.data_ptr(), p.device, p.dtype, p.detach().clone())
+            for name, p in model.named_parameters()
+        },
+        "buffers": {name: (b.data_ptr(), b.detach().clone()) for name, b in model.named_buffers()},
+        "attributes": {name: sorted(vars(m)) for name, m in model.named_modules()},
+        "modules": [name for name, _ in model.named_modules()],
+    }
+
+
+def assert_same(before: dict[str, Any], after: dict[str, Any]) -> None:
+    for key in ("training", "requires_grad", "attributes", "modules"):
+        assert before[key] == after[key], key
+    assert before["params"].keys() == after["params"].keys()
+    for name, (ptr, device, dtype, value) in before["params"].items():
+        ptr_after, device_after, dtype_after, value_after = after["params"][name]
+        assert (ptr, device, dtype) == (ptr_after, device_after, dtype_after), name
+        assert torch.equal(value, value_after), name
+    for name, (ptr, value) in before["buffers"].items():
+        assert ptr == after["buffers"][name][0], name
+        assert torch.equal(value, after["buffers"][name][1]), name
+
+
+@pytest.mark.parametrize("use_input_size", [False, True], ids=["inputs", "input_size"])
+def test_outputs_bit_identical_and_nothing_changed(use_input_size: bool) -> None:
+    torch.manual_seed(0)
+    model = torchvision.models.resnet18(num_classes=10).eval()
+    x = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        expected = model(x)
+    before = snapshot(model)
+
+    if use_input_size:
+        report = layerprof.analyze(model, input_size=(2, 3, 64, 64), dtype=torch.float16, target="gtx1080")
+    else:
+        report = layerprof.analyze(model, x, target="gtx1080")
+    assert report.total.flops > 0
+
+    assert hook_counts(model) == {}
+    assert_same(before, snapshot(model))
+    with torch.no_grad():
+        assert torch.equal(model(x), expected)
+
+
+def test_user_hooks_are_kept_and_not_called() -> None:
+    model = ConvBnReluNet().eval()
+    calls: list[str] = []
+    handle = model.conv.register_forward_hook(lambda m, i, o: calls.append("conv"))
+    try:
+        layerprof.analyze(model, input_size=(1, 3, 8, 8))
+        assert hook_counts(model) == {"conv._forward_hooks": 1}
+    finally:
+        handle.remove()
+
+
+def test_train_mode_batch_norm_stats_and_flags_unchanged() -> None:
+    torch.manual_seed(0)
+    model = ConvBnReluNet().train()
+    model.conv.weight.requires_grad_(False)  # a frozen layer stays frozen
+    before = snapshot(model)
+    layerprof.analyze(model, torch.randn(4, 3, 8, 8))
+    after = snapshot(model)
+    assert_same(before, after)
+    assert model.training and model.bn.training
+    bn = model.bn
+    assert bn.num_batches_tracked is not None and bn.running_mean is not None and bn.running_var is not None
+    assert int(bn.num_batches_tracked) == 0
+    assert torch.equal(bn.running_mean, torch.zeros(8))
+    assert torch.equal(bn.running_var, torch.ones(8))
+    assert not model.conv.weight.requires_grad and model.fc.weight.requires_grad
+
+
+def test_no_hooks_left_after_a_forward_that_raises() -> None:
+    model = RaisingNet()
+    before = snapshot(model)
+    with pytest.raises(layerprof.ForwardError):
+        layerprof.analyze(model, torch.randn(2, 8))
+    with pytest.raises(layerprof.ForwardError):
+        layerprof.analyze(model, input_size=(2, 8))
+    assert hook_counts(model) == {}
+    assert_same(before, snapshot(model))
+
+
+def test_grad_mode_is_restored() -> None:
+    model = ConvBnReluNet().eval()
+    assert torch.is_grad_enabled()
+    layerprof.analyze(model, torch.randn(1, 3, 8, 8))
+    assert torch.is_grad_enabled()
+    with pytest.raises(layerprof.ForwardError):
+        layerprof.analyze(RaisingNet(), torch.randn(2, 8))
+    assert torch.is_grad_enabled()
+
+
+def test_the_report_keeps_no_tensor_alive() -> None:
+    model = ConvBnReluNet().eval()
+    x = torch.randn(2, 3, 16, 16)
+    alive = weakref.ref(x)
+    report = layerprof.analyze(model, x)
+    del x
+    gc.collect()
+    assert alive() is None
+    assert report.total.flops > 0  # the report is still there
+
+
+def test_the_report_does_not_keep_the_model_alive() -> None:
+    model = ConvBnReluNet().eval()
+    alive = weakref.ref(model)
+    report = layerprof.analyze(model, input_size=(1, 3, 8, 8))
+    del model
+    gc.collect()
+    assert alive() is None
+    assert report.total.params > 0
