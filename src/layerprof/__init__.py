@@ -6,6 +6,7 @@ each aten op reads and writes at each tensor's own dtype; operational intensity 
 
 from __future__ import annotations
 
+from layerprof.budgets import BudgetResult, Budgets, assert_within
 from layerprof.crosscheck import Crosscheck, Disagreement
 from layerprof.demo_model import DemoNet, demo_model
 from layerprof.devices import DeviceSpec, get_device, list_devices, load_devices
@@ -19,7 +20,7 @@ from layerprof.errors import (
     ModelLoadError,
     UnknownDeviceError,
 )
-from layerprof.profiler import analyze
+from layerprof.profiler import Profiler, analyze, profile
 from layerprof.records import LayerRow, Verdict
 from layerprof.report import Report
 from layerprof.whatif import ConvCost, conv_cost
@@ -35,6 +36,8 @@ def measure_device(*args: object, **kwargs: object) -> DeviceSpec:
 
 
 __all__ = [
+    "BudgetResult",
+    "Budgets",
     "ConvCost",
     "Crosscheck",
     "DemoNet",
@@ -48,15 +51,18 @@ __all__ = [
     "LayerRow",
     "LayerprofError",
     "ModelLoadError",
+    "Profiler",
     "Report",
     "UnknownDeviceError",
     "Verdict",
     "__version__",
     "analyze",
+    "assert_within",
     "conv_cost",
     "demo_model",
     "get_device",
     "list_devices",
     "load_devices",
     "measure_device",
+    "profile",
 ]

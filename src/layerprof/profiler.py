@@ -2,24 +2,27 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import statistics
 import warnings
 import weakref
-from collections.abc import Mapping, Sequence
-from dataclasses import replace
-from types import MappingProxyType
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, replace
+from types import MappingProxyType, TracebackType
 from typing import Any
 
 import torch
 from torch import nn
+from torch.utils.hooks import RemovableHandle
 
-from layerprof.collect import Collector, OpCounter
+from layerprof.collect import ROOT_NAME, Collector, OpCounter
 from layerprof.devices import DeviceSpec
 from layerprof.dtypes import parse_dtype
 from layerprof.errors import ForwardError, InvalidArgumentError, InvalidModelError
 from layerprof.inputs import (
-    InputSpec,
     Inputs,
+    InputSpec,
     check_devices,
     check_rank,
     describe,
@@ -31,9 +34,10 @@ from layerprof.inputs import (
 from layerprof.records import LayerRow
 from layerprof.report import Report
 from layerprof.targets import TargetArg, resolve_targets
+from layerprof.timing import LayerTimer, check_counts, kernel_times, measure, median_iqr, timed_rows
 from layerprof.totals import total_row
-from layerprof.verdicts import judge
 from layerprof.twin import make_twin
+from layerprof.verdicts import judge
 
 logger = logging.getLogger(__name__)
 
@@ -45,7 +49,11 @@ def check_model(model: object) -> nn.Module:
 
 
 def count(
-    model: nn.Module, args: tuple[Any, ...], kwargs: Mapping[str, Any], *, to_meta_device: bool,
+    model: nn.Module,
+    args: tuple[Any, ...],
+    kwargs: Mapping[str, Any],
+    *,
+    to_meta_device: bool,
     dtype: torch.dtype | None = None,
 ) -> tuple[list[LayerRow], dict[str, int], dict[str, str]]:
     """Run one forward of a twin of ``model`` under the counter; the user's model is never touched."""
@@ -85,6 +93,7 @@ def build_report(
     kinds: Mapping[str, str],
     *,
     total_time_ms: float | None = None,
+    kernel_time_ms: Mapping[str, float] | None = None,
 ) -> Report:
     judged = [judge(row, targets) for row in rows]
     total = total_row(judged, kind=type(model).__name__, time_ms=total_time_ms)
@@ -100,6 +109,7 @@ def build_report(
         model_name=type(model).__name__,
         inputs=spec,
         module_kinds=MappingProxyType(dict(kinds)),
+        kernel_time_ms=None if kernel_time_ms is None else MappingProxyType(dict(kernel_time_ms)),
         _model=weakref.ref(model),
     )
 
@@ -126,7 +136,9 @@ def analyze(
     if input_size is not None:
         run_dtype = parse_dtype(dtype) if dtype is not None else torch.float32
         if not run_dtype.is_floating_point:
-            raise InvalidArgumentError(f"dtype {run_dtype} is not a floating dtype; analyze runs the model in it")
+            raise InvalidArgumentError(
+                f"dtype {run_dtype} is not a floating dtype; analyze runs the model in it"
+            )
         spec = sizes_to_spec(input_size, run_dtype)
         check_rank(model, spec)
         args, kwargs = spec.make("meta")
@@ -151,3 +163,246 @@ def analyze(
 
 def with_time(row: LayerRow, time_ms: float | None, iqr_ms: float | None) -> LayerRow:
     return replace(row, time_ms=time_ms, time_iqr_ms=iqr_ms)
+
+
+# -- profile / Profiler: counting (untimed) plus timing ----------------------------------------------
+InputPair = tuple[tuple[Any, ...], dict[str, Any]]
+
+
+def count_with_fallback(
+    model: nn.Module, meta_inputs: InputPair, real_inputs: Callable[[], InputPair]
+) -> tuple[list[LayerRow], dict[str, int], dict[str, str]]:
+    """Count on a meta twin; when that forward raises (a model that needs values, such as ``.item()``),
+    count once more on a real twin with ``real_inputs()``."""
+    args, kwargs = meta_inputs
+    try:
+        return count(model, args, kwargs, to_meta_device=True)
+    except ForwardError as error:
+        logger.info("counting on the meta device failed (%s); counting on real inputs instead", error)
+    args, kwargs = real_inputs()
+    return count(model, args, kwargs, to_meta_device=False)
+
+
+def _run_device(model: nn.Module, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> torch.device:
+    where = model_device(model)
+    if where is not None:
+        return where
+    for value in (*args, *kwargs.values()):
+        if isinstance(value, torch.Tensor):
+            return value.device
+    return torch.device("cpu")
+
+
+def _on(device: torch.device) -> contextlib.AbstractContextManager[Any]:
+    return torch.cuda.device(device) if device.type == "cuda" else contextlib.nullcontext()
+
+
+def _module_calls(rows: Sequence[LayerRow]) -> int:
+    # Extra calls of shared modules, beyond one call per module, from the counting pass.
+    return sum(max(0, row.calls - 1) for row in rows if "/" not in row.name)
+
+
+def profile(
+    model: nn.Module,
+    inputs: Inputs,
+    *,
+    target: TargetArg = "auto",
+    warmup: int = 5,
+    repeat: int = 20,
+    kernel_time: bool = False,
+) -> Report:
+    """Count FLOPs and bytes per layer, then time every layer on this machine (the model's device).
+
+    * Counting runs untimed, on a meta twin fed inputs of the same shapes and dtypes (on a real twin
+      and the real inputs when the model needs values, e.g. ``.item()``).
+    * Timing runs ``warmup`` rounds, then ``repeat`` rounds, under ``torch.no_grad()``. A round is one
+      forward of a twin without any hook (timed whole: the end-to-end time) and one forward of a twin
+      that carries the timing hooks (:mod:`layerprof.timing`: clocks on the CPU, CUDA events on a GPU).
+      The twins share the model's parameters and own copies of its buffers, so the model gets no hooks
+      and its running statistics do not move.
+    * A row's ``time_ms`` is the median over the rounds, ``time_iqr_ms`` its interquartile range. A
+      leaf module's row gets its module's time (all calls in one forward summed); a container's glue
+      rows share its self time (its time minus its children's), split in proportion to their roofline
+      times on the first target (to their bytes without a target) when there are several.
+    * ``report.total.time_ms`` is the median end-to-end time and ``report.coverage`` the sum of the
+      row times over it: above 1 by the hooks' cost, below 1 by time spent outside every row.
+    * ``kernel_time=True`` (model on CUDA only) adds one forward under ``torch.profiler``:
+      ``report.kernel_time_ms`` maps each row to the duration of the CUDA kernels it launched.
+    """
+    model = check_model(model)
+    check_counts(warmup, repeat)
+    if not isinstance(kernel_time, bool):
+        raise InvalidArgumentError(f"kernel_time must be True or False, got {kernel_time!r}")
+    args, kwargs = split_inputs(inputs)
+    where = _run_device(model, args, kwargs)
+    if where.type == "meta":
+        raise InvalidArgumentError(
+            "profile times real forwards, but the model is on the meta device; use analyze"
+        )
+    check_devices(model, args, kwargs)
+    if kernel_time and where.type != "cuda":
+        raise InvalidArgumentError(
+            f"kernel_time=True times CUDA kernels, but the model runs on {where}; it needs a model on cuda"
+        )
+    targets = resolve_targets(target)
+    spec = describe(args, kwargs)
+    rows, unsupported, kinds = count_with_fallback(model, to_meta(args, kwargs), lambda: (args, kwargs))
+
+    hooked = make_twin(model, to_meta=False)
+    plain = make_twin(model, to_meta=False)
+    timer = LayerTimer(hooked, device=where, root_name=ROOT_NAME)
+    timer.reserve(2 * (len(timer.names) + _module_calls(rows)))
+    kernels: dict[str, float] | None = None
+    try:
+        with torch.no_grad(), _on(where):
+            with timer:
+                measurement = measure(
+                    lambda: hooked(*args, **kwargs),
+                    lambda: plain(*args, **kwargs),
+                    timer,
+                    warmup=warmup,
+                    repeat=repeat,
+                )
+            if kernel_time:
+                kernels = kernel_times(
+                    lambda: plain(*args, **kwargs), plain, rows, targets, device=where, root_name=ROOT_NAME
+                )
+    except Exception as error:
+        layer = timer.running_layer() or "(outside the layers)"
+        raise ForwardError(
+            f"the forward of {type(model).__name__} failed while timing, in layer {layer}: "
+            f"{type(error).__name__}: {error}",
+            layer,
+        ) from error
+    rows = timed_rows(rows, measurement.timings, targets)
+    warn_unsupported(unsupported)
+    end_to_end_ms = statistics.median(measurement.end_to_end_ms)
+    return build_report(
+        model, rows, unsupported, targets, spec, kinds, total_time_ms=end_to_end_ms, kernel_time_ms=kernels
+    )
+
+
+_KEPT_VALUES = (bool, int, float, complex, str, type(None))
+
+
+@dataclass(frozen=True, slots=True)
+class _RecordedInputs:
+    """Shapes and dtypes of a forward's tensor inputs, and its plain scalar inputs; never a tensor."""
+
+    spec: InputSpec
+    positional: tuple[Any, ...]  # the non-tensor inputs kept (scalars, strings, None), else None
+    keyword: tuple[tuple[str, Any], ...]
+
+    @staticmethod
+    def of(args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> _RecordedInputs:
+        def keep(value: Any) -> Any:
+            return value if isinstance(value, _KEPT_VALUES) else None
+
+        return _RecordedInputs(
+            describe(args, kwargs),
+            tuple(keep(a) for a in args),
+            tuple((k, keep(v)) for k, v in kwargs.items()),
+        )
+
+    def make(self, device: str | None) -> InputPair:
+        args, kwargs = self.spec.make(device)
+        made_args = tuple(
+            made if spec is not None else value
+            for made, spec, value in zip(args, self.spec.positional, self.positional, strict=True)
+        )
+        values = dict(self.keyword)
+        made_kwargs = {
+            key: kwargs[key] if spec is not None else values[key] for key, spec in self.spec.keyword
+        }
+        return made_args, made_kwargs
+
+
+class Profiler:
+    """Time the forwards a ``with`` block runs, on the model itself; count afterwards, untimed::
+
+        with layerprof.Profiler(model, target="a100") as prof:
+            model(x)
+        report = prof.report()
+
+    Inside the block every module of ``model`` carries two timing hooks, and the root one more that
+    records the first forward's input shapes and dtypes (no tensor is kept). Every handle is removed
+    when the block ends, also when it raises. :meth:`report` counts on a meta twin built from those
+    shapes and gives each row the median of its times over the forwards run in the block, as
+    :func:`profile` does; ``report().total.time_ms`` is the median time of the whole forward with the
+    hooks on, so the coverage shows only time spent outside the rows. ``time=False`` records the
+    inputs only (the report is then the same as :func:`analyze`'s).
+    """
+
+    def __init__(self, model: nn.Module, *, target: TargetArg = "auto", time: bool = True) -> None:
+        self.model = check_model(model)
+        if not isinstance(time, bool):
+            raise InvalidArgumentError(f"time must be True or False, got {time!r}")
+        where = model_device(self.model) or torch.device("cpu")
+        if time and where.type == "meta":
+            raise InvalidArgumentError("the model is on the meta device: nothing to time; pass time=False")
+        self.targets = resolve_targets(target)
+        self._timer = LayerTimer(self.model, device=where, root_name=ROOT_NAME) if time else None
+        self._handles: list[RemovableHandle] = []
+        self._inputs: _RecordedInputs | None = None
+        self._other_shapes = 0
+
+    def __enter__(self) -> Profiler:
+        if self._handles:
+            raise InvalidArgumentError("this Profiler's block is already open; Profiler blocks do not nest")
+        try:
+            # Registered before the timing hooks, so that describing the inputs is outside the root's time.
+            self._handles.append(self.model.register_forward_pre_hook(self._record_inputs, with_kwargs=True))
+            if self._timer is not None:
+                self._timer.attach()
+        except BaseException:
+            self._remove_hooks()
+            raise
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None
+    ) -> None:
+        self._remove_hooks()
+
+    def _remove_hooks(self) -> None:
+        try:
+            for handle in self._handles:
+                handle.remove()
+        finally:
+            self._handles.clear()
+            if self._timer is not None:
+                self._timer.close()
+
+    def _record_inputs(self, _module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+        if self._inputs is None:
+            self._inputs = _RecordedInputs.of(args, kwargs)
+        elif describe(args, kwargs) != self._inputs.spec:
+            self._other_shapes += 1
+
+    def report(self) -> Report:
+        """Counts from the first forward's input shapes, with the times of the forwards run so far."""
+        recorded = self._inputs
+        if recorded is None:
+            raise InvalidArgumentError(
+                "Profiler.report() needs a forward of the model inside the `with Profiler(model)` block first"
+            )
+        rows, unsupported, kinds = count_with_fallback(
+            self.model, recorded.make("meta"), lambda: recorded.make(None)
+        )
+        total_time_ms: float | None = None
+        if self._timer is not None:
+            self._timer.flush()
+            timings = self._timer.timings()
+            if timings.forwards:
+                rows = timed_rows(rows, timings, self.targets)
+                total_time_ms = median_iqr(timings.modules[ROOT_NAME].total_ms)[0]
+            if self._other_shapes:
+                warnings.warn(
+                    f"{self._other_shapes} forwards in the Profiler block had other input shapes than the "
+                    "first; the counts are for the first's, the times are medians over all forwards",
+                    stacklevel=2,
+                )
+        warn_unsupported(unsupported)
+        return build_report(
+            self.model, rows, unsupported, self.targets, recorded.spec, kinds, total_time_ms=total_time_ms
+        )

@@ -43,7 +43,9 @@ def check_options(depth: int | None, sort: str | None, top: int | None, fmt: str
     if top is not None and (not isinstance(top, int) or top < 1):
         raise InvalidArgumentError(f"top must be a positive int, got {top!r}")
     if fmt not in tabulate_formats:
-        raise InvalidArgumentError(f"unknown table format {fmt!r}; tabulate knows {', '.join(tabulate_formats)}")
+        raise InvalidArgumentError(
+            f"unknown table format {fmt!r}; tabulate knows {', '.join(tabulate_formats)}"
+        )
 
 
 def select_rows(report: Report, depth: int | None, sort: str | None, top: int | None) -> list[LayerRow]:
@@ -64,6 +66,8 @@ def _headers(report: Report, timed: bool, with_phase: bool) -> list[str]:
     headers += ["kernel", "output", "params", "FLOPs", "bytes", "FLOP/B"]
     if timed:
         headers += ["time ms", "IQR ms"]
+    if report.kernel_time_ms is not None:
+        headers.append("kernel ms")
     for target in report.targets:
         headers += [f"bound@{target.name}", f"roof ms@{target.name}"]
         if timed:
@@ -85,6 +89,8 @@ def _cells(row: LayerRow, report: Report, timed: bool, with_phase: bool) -> list
     ]
     if timed:
         cells += [milliseconds(row.time_ms), milliseconds(row.time_iqr_ms)]
+    if report.kernel_time_ms is not None:
+        cells.append(milliseconds(_kernel_ms(row, report)))
     for target in report.targets:
         verdict = row.roofline.get(target.name)
         if verdict is None:
@@ -96,6 +102,17 @@ def _cells(row: LayerRow, report: Report, timed: bool, with_phase: bool) -> list
             eff = verdict.roofline_efficiency
             cells.append("-" if eff is None else f"{eff:.0%}")
     return cells
+
+
+def _kernel_ms(row: LayerRow, report: Report) -> float | None:
+    # CUDA kernel time of a row; a rolled-up row sums the rows under it, the totals line sums all.
+    times = report.kernel_time_ms or {}
+    if row.name in times and row is not report.total:
+        return times[row.name]
+    if row is report.total or row.name == "(root)":
+        return sum(times.values())
+    inside = [ms for name, ms in times.items() if name.startswith((f"{row.name}.", f"{row.name}/"))]
+    return sum(inside) if inside else None
 
 
 def _footer(report: Report) -> list[str]:
@@ -123,7 +140,11 @@ def _footer(report: Report) -> list[str]:
 
 
 def table(
-    report: Report, *, depth: int | None = None, sort: str | None = None, top: int | None = None,
+    report: Report,
+    *,
+    depth: int | None = None,
+    sort: str | None = None,
+    top: int | None = None,
     fmt: str = "simple",
 ) -> str:
     """The per-layer table with a totals line; columns sum to it whatever depth, sort and top are."""

@@ -36,6 +36,8 @@ class Report:
     model_name: str = ""
     inputs: InputSpec | None = None
     module_kinds: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+    #: Row name -> milliseconds of CUDA kernels it launched (``profile(..., kernel_time=True)``), else None.
+    kernel_time_ms: Mapping[str, float] | None = None
     _model: weakref.ReferenceType[nn.Module] | None = field(default=None, repr=False, compare=False)
 
     @property
