@@ -566,3 +566,20 @@ def test_demonet_totals_by_hand() -> None:
     )
     assert report.total.vector_flops == vector  # = 1_949_706
     assert report.total.flops == matrix + vector
+
+
+def test_int8_audit_prices_one_byte_per_element_at_the_int8_peak() -> None:
+    # int8 inference runs in a 1-byte float on meta: the FLOPs of fp32, a quarter of its bytes.
+    model = Single(nn.Conv2d(16, 32, 3, padding=1, bias=False))
+    size = (1, 16, 28, 28)
+    int8 = layerprof.analyze(model, input_size=size, dtype=torch.int8, target="a100-40gb")
+    fp32 = layerprof.analyze(model, input_size=size)
+    row8, row32 = only_row(int8), only_row(fp32)
+    assert row8.dtype == "int8"
+    assert row8.flops == row32.flops == 2 * 32 * 28 * 28 * 16 * 9
+    assert row8.bytes_read == 16 * 28 * 28 + 32 * 16 * 9  # input + weight, 1 byte each
+    assert row8.bytes_written == 32 * 28 * 28
+    device = layerprof.get_device("a100-40gb")
+    compute_s = row8.matrix_flops / device.peak_flops_per_s("int8", "matrix")
+    memory_s = row8.bytes_total / device.memory_bandwidth_bytes_per_s
+    assert row8.roofline["a100-40gb"].roofline_time_ms == pytest.approx(max(compute_s, memory_s) * 1e3)

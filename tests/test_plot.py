@@ -101,10 +101,14 @@ def test_timed_rows_sit_at_their_achieved_rate(report: Report, tmp_path: Path) -
     t4 = layerprof.get_device("t4")
     # Every row timed at 4x its roofline time on the T4 (and at least 10 us, above the noise floor).
     rows = [
-        judge(replace(r, roofline={}, time_ms=max(4 * r.roofline["t4"].roofline_time_ms, 0.01)), (t4,))
+        judge(
+            replace(r, roofline={}, time_ms=max(4 * r.roofline["t4"].roofline_time_ms, 0.01)),
+            (t4,),
+            timed_on={"t4"},  # as if profiled on a T4
+        )
         for r in report.layers
     ]
-    timed = replace(report, layers=tuple(rows), targets=(t4,))
+    timed = replace(report, layers=tuple(rows), targets=(t4,), timed_on=frozenset({"t4"}))
     fuse = timed.row("fuse")
     assert fuse.time_ms is not None
     dot = plot.row_dot(fuse, t4)

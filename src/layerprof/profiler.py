@@ -17,8 +17,8 @@ from torch import nn
 from torch.utils.hooks import RemovableHandle
 
 from layerprof.collect import ROOT_NAME, Collector, OpCounter
-from layerprof.devices import DeviceSpec
-from layerprof.dtypes import parse_dtype
+from layerprof.devices import DeviceSpec, match_device_name
+from layerprof.dtypes import dtype_name, parse_dtype
 from layerprof.errors import ForwardError, InvalidArgumentError, InvalidModelError
 from layerprof.inputs import (
     Inputs,
@@ -40,6 +40,9 @@ from layerprof.twin import make_twin
 from layerprof.verdicts import judge
 
 logger = logging.getLogger(__name__)
+
+# int8 inference is counted in a 1-byte float on meta: same shapes, same bytes, and meta kernels exist.
+INT8_STAND_IN = torch.float8_e4m3fn
 
 
 def check_model(model: object) -> nn.Module:
@@ -94,10 +97,11 @@ def build_report(
     *,
     total_time_ms: float | None = None,
     kernel_time_ms: Mapping[str, float] | None = None,
+    timed_on: frozenset[str] = frozenset(),
 ) -> Report:
-    judged = [judge(row, targets) for row in rows]
+    judged = [judge(row, targets, timed_on=timed_on) for row in rows]
     total = total_row(judged, kind=type(model).__name__, time_ms=total_time_ms)
-    total = judge(total, targets, rows=judged)
+    total = judge(total, targets, rows=judged, timed_on=timed_on)
     timed = [r.time_ms for r in judged if r.time_ms is not None]
     coverage = sum(timed) / total_time_ms if timed and total_time_ms else None
     return Report(
@@ -110,6 +114,7 @@ def build_report(
         inputs=spec,
         module_kinds=MappingProxyType(dict(kinds)),
         kernel_time_ms=None if kernel_time_ms is None else MappingProxyType(dict(kernel_time_ms)),
+        timed_on=timed_on,
         _model=weakref.ref(model),
     )
 
@@ -125,7 +130,9 @@ def analyze(
     """Count FLOPs and bytes per layer; nothing is timed.
 
     With ``input_size`` (batch first; a sequence of sizes for several inputs) the model runs on the
-    meta device at ``dtype`` (default float32): shapes only, no compute, no memory. With ``inputs``
+    meta device at ``dtype`` (default float32): shapes only, no compute, no memory. ``dtype=torch.int8``
+    audits int8 inference: the model runs in a 1-byte float on meta (the same bytes as int8) and its
+    rows are priced at the targets' int8 peaks. With ``inputs``
     (a tensor, a tuple or a dict) it runs once on them, under ``torch.no_grad()``. Either way a twin
     of the model runs, so the model itself keeps its hooks, buffers, flags and device.
     """
@@ -135,14 +142,19 @@ def analyze(
         raise InvalidArgumentError("give exactly one of inputs or input_size")
     if input_size is not None:
         run_dtype = parse_dtype(dtype) if dtype is not None else torch.float32
-        if not run_dtype.is_floating_point:
+        int8 = run_dtype == torch.int8
+        if int8:
+            run_dtype = INT8_STAND_IN
+        elif not run_dtype.is_floating_point:
             raise InvalidArgumentError(
-                f"dtype {run_dtype} is not a floating dtype; analyze runs the model in it"
+                f"dtype {run_dtype} is not a floating dtype (nor int8); analyze runs the model in it"
             )
         spec = sizes_to_spec(input_size, run_dtype)
         check_rank(model, spec)
         args, kwargs = spec.make("meta")
         rows, unsupported, kinds = count(model, args, kwargs, to_meta_device=True, dtype=run_dtype)
+        if int8:
+            rows = [replace(r, dtype="int8") if r.dtype == dtype_name(INT8_STAND_IN) else r for r in rows]
     else:
         if dtype is not None:
             raise InvalidArgumentError(
@@ -191,6 +203,17 @@ def _run_device(model: nn.Module, args: tuple[Any, ...], kwargs: Mapping[str, An
         if isinstance(value, torch.Tensor):
             return value.device
     return torch.device("cpu")
+
+
+def local_targets(targets: Sequence[DeviceSpec], device: torch.device) -> frozenset[str]:
+    """The targets a time measured on ``device`` can be judged against: measured specs of this
+    machine, and the table entry of the CUDA device itself (profiling on an H100 against h100-sxm)."""
+    names = {t.name for t in targets if t.measured}
+    if device.type == "cuda" and torch.cuda.is_available():
+        entry = match_device_name(torch.cuda.get_device_name(device))
+        if entry is not None:
+            names |= {t.name for t in targets if t.name == entry.name}
+    return frozenset(names)
 
 
 def _on(device: torch.device) -> contextlib.AbstractContextManager[Any]:
@@ -278,7 +301,15 @@ def profile(
     warn_unsupported(unsupported)
     end_to_end_ms = statistics.median(measurement.end_to_end_ms)
     return build_report(
-        model, rows, unsupported, targets, spec, kinds, total_time_ms=end_to_end_ms, kernel_time_ms=kernels
+        model,
+        rows,
+        unsupported,
+        targets,
+        spec,
+        kinds,
+        total_time_ms=end_to_end_ms,
+        kernel_time_ms=kernels,
+        timed_on=local_targets(targets, where),
     )
 
 
@@ -403,6 +434,14 @@ class Profiler:
                     stacklevel=2,
                 )
         warn_unsupported(unsupported)
+        timed_on = local_targets(self.targets, self._timer.device) if self._timer is not None else frozenset()
         return build_report(
-            self.model, rows, unsupported, self.targets, recorded.spec, kinds, total_time_ms=total_time_ms
+            self.model,
+            rows,
+            unsupported,
+            self.targets,
+            recorded.spec,
+            kinds,
+            total_time_ms=total_time_ms,
+            timed_on=timed_on,
         )

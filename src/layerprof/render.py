@@ -51,11 +51,11 @@ def check_options(depth: int | None, sort: str | None, top: int | None, fmt: str
 def select_rows(report: Report, depth: int | None, sort: str | None, top: int | None) -> list[LayerRow]:
     rows: list[LayerRow] = list(report.layers)
     if depth is not None:
-        rows = roll_up(rows, depth, report.targets, report.module_kinds)
+        rows = roll_up(rows, depth, report.targets, report.module_kinds, report.timed_on)
     if sort is not None:
         rows = sorted(rows, key=SORT_KEYS[sort], reverse=True)
     if top is not None:
-        rows = fold_tail(rows, top, report.targets)
+        rows = fold_tail(rows, top, report.targets, report.timed_on)
     return rows
 
 

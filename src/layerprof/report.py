@@ -36,6 +36,7 @@ class Report:
     model_name: str = ""
     inputs: InputSpec | None = None
     module_kinds: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+    timed_on: frozenset[str] = frozenset()  # targets describing the device the times were taken on
     #: Row name -> milliseconds of CUDA kernels it launched (``profile(..., kernel_time=True)``), else None.
     kernel_time_ms: Mapping[str, float] | None = None
     _model: weakref.ReferenceType[nn.Module] | None = field(default=None, repr=False, compare=False)

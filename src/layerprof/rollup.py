@@ -5,7 +5,7 @@ Both keep the sums: the rolled rows add up to the same totals as the rows they r
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 
 from layerprof.devices import DeviceSpec
 from layerprof.records import LayerRow, intensity_of
@@ -31,7 +31,13 @@ def ancestor(name: str, depth: int) -> str:
     return ".".join(parts[:depth]) if depth > 0 else "(root)"
 
 
-def merge(name: str, kind: str, rows: Sequence[LayerRow], targets: Sequence[DeviceSpec]) -> LayerRow:
+def merge(
+    name: str,
+    kind: str,
+    rows: Sequence[LayerRow],
+    targets: Sequence[DeviceSpec],
+    timed_on: Collection[str] = (),
+) -> LayerRow:
     """One row standing for ``rows``: sums of counts and times, intensity and verdicts recomputed."""
     flops = sum(r.flops for r in rows)
     read = sum(r.bytes_read for r in rows)
@@ -60,11 +66,15 @@ def merge(name: str, kind: str, rows: Sequence[LayerRow], targets: Sequence[Devi
         time_ms=time_ms,
         time_iqr_ms=None,
     )
-    return judge(merged, targets)
+    return judge(merged, targets, timed_on=timed_on)
 
 
 def roll_up(
-    rows: Sequence[LayerRow], depth: int, targets: Sequence[DeviceSpec], kinds: Mapping[str, str]
+    rows: Sequence[LayerRow],
+    depth: int,
+    targets: Sequence[DeviceSpec],
+    kinds: Mapping[str, str],
+    timed_on: Collection[str] = (),
 ) -> list[LayerRow]:
     """Rows deeper than ``depth`` merged into their ancestor at ``depth``, in first-seen order."""
     groups: dict[tuple[str, str], list[LayerRow]] = {}
@@ -75,13 +85,16 @@ def roll_up(
         if len(members) == 1 and members[0].name == name:
             result.append(members[0])
         else:
-            result.append(merge(name, kinds.get(name, f"{len(members)} rows"), members, targets))
+            kind = kinds.get(name, f"{len(members)} rows")
+            result.append(merge(name, kind, members, targets, timed_on))
     return result
 
 
-def fold_tail(rows: Sequence[LayerRow], top: int, targets: Sequence[DeviceSpec]) -> list[LayerRow]:
+def fold_tail(
+    rows: Sequence[LayerRow], top: int, targets: Sequence[DeviceSpec], timed_on: Collection[str] = ()
+) -> list[LayerRow]:
     """The first ``top`` rows and one ``(N more rows)`` row that sums the rest."""
     head, tail = list(rows[:top]), list(rows[top:])
     if tail:
-        head.append(merge(f"({len(tail)} more rows)", "", tail, targets))
+        head.append(merge(f"({len(tail)} more rows)", "", tail, targets, timed_on))
     return head

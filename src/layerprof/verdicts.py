@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import replace
 from types import MappingProxyType
 
@@ -21,10 +21,18 @@ def priced_dtype(row: LayerRow) -> str:
 
 
 def judge(
-    row: LayerRow, targets: Sequence[DeviceSpec], *, rows: Sequence[LayerRow] | None = None
+    row: LayerRow,
+    targets: Sequence[DeviceSpec],
+    *,
+    rows: Sequence[LayerRow] | None = None,
+    timed_on: Collection[str] = (),
 ) -> LayerRow:
     """``row`` with one verdict per target. For the totals, pass the judged ``rows``: the predicted
-    time is the sum of their roofline times (each kernel waits for the one before it)."""
+    time is the sum of their roofline times (each kernel waits for the one before it).
+
+    A measured time is judged (achieved FLOP/s, efficiency, flags) only against the targets named in
+    ``timed_on``, the ones that describe the device it was measured on: a time taken on this CPU says
+    nothing about a T4's efficiency."""
     if not targets:
         return row
     verdicts: dict[str, Verdict] = {}
@@ -36,12 +44,13 @@ def judge(
             matrix_flops=row.matrix_flops,
             bytes_moved=row.bytes_total,
             dtype=priced_dtype(row) if rows is None else _dominant_dtype(rows),
-            time_ms=row.time_ms,
+            time_ms=row.time_ms if device.name in timed_on else None,
             allow_tf32=roofline.allow_tf32_for(device.kind),
         )
         if rows is not None:
             predicted = sum(r.roofline[device.name].roofline_time_ms for r in rows)
-            efficiency = predicted / row.time_ms if row.time_ms else None
+            measured = row.time_ms if device.name in timed_on else None
+            efficiency = predicted / measured if measured else None
             verdict = replace(verdict, roofline_time_ms=predicted, roofline_efficiency=efficiency)
         verdicts[device.name] = verdict
     return replace(row, roofline=MappingProxyType(verdicts))

@@ -38,7 +38,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(exit_.code or 0)
     try:
         return int(args.run(args))
-    except LayerprofError as error:
+    except (LayerprofError, OSError) as error:
         print(f"layerprof {args.command}: error: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

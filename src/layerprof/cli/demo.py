@@ -10,7 +10,7 @@ from typing import Any
 import torch
 
 from layerprof.demo_model import DEMO_INPUT_SIZE, demo_model
-from layerprof.profiler import analyze
+from layerprof.profiler import analyze, profile
 
 
 def add_parser(commands: Any) -> None:
@@ -26,14 +26,19 @@ def add_parser(commands: Any) -> None:
     parser.add_argument("--output-dir", type=Path, default=Path("."), help="where roofline.png goes")
     parser.add_argument("--no-plot", action="store_true", help="skip the roofline plot")
     parser.add_argument("--no-crosscheck", action="store_true", help="skip the fvcore second opinion")
+    parser.add_argument("--no-time", action="store_true", help="count only (no timing on this machine)")
+    parser.add_argument("--repeat", type=int, default=20, help="timed forwards (default 20)")
     parser.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    targets = args.target or ["gtx1080", "t4"]
+    targets = args.target or ["auto", "t4"]
     model = demo_model()
     size = (args.batch, *DEMO_INPUT_SIZE[1:])
-    report = analyze(model, torch.randn(size), target=targets)
+    if args.no_time:
+        report = analyze(model, input_size=size, target=targets)
+    else:
+        report = profile(model, torch.randn(size), target=targets, warmup=3, repeat=args.repeat)
     print(report.table())
     if not args.no_crosscheck:
         with warnings.catch_warnings():
@@ -41,6 +46,7 @@ def run(args: argparse.Namespace) -> int:
             print(report.crosscheck(model).summary())
     if not args.no_plot:
         try:
+            args.output_dir.mkdir(parents=True, exist_ok=True)
             path = report.plot_roofline(args.output_dir / "roofline.png")
         except ImportError as error:
             print(f"no roofline plot: {error} (pip install 'layerprof[plot]')")

@@ -4,9 +4,9 @@ Movement ops (cat, stack, pad, copy, clone, contiguous, gather, index, repeat, p
 do no arithmetic: 0 FLOPs, but the counter still charges every byte they read and write.
 
 Free ops move nothing and cost nothing: views (any op whose schema returns an alias of an input),
-metadata-only in-place views (``as_strided_``, ``squeeze_``, ...) and allocations whose memory is not
-written (``empty``). :data:`WRITE_ONLY_DESTINATION` lists in-place ops that overwrite their first
-argument without reading it (``copy_``, ``fill_``, ``zero_``).
+metadata-only in-place views (``as_strided_``, ``squeeze_``, ...), ``.item()``, and allocations
+whose memory is not written (``empty``). :data:`WRITE_ONLY_DESTINATION` lists in-place ops that
+overwrite their first argument without reading it (``copy_``, ``fill_``, ``zero_``).
 """
 
 from __future__ import annotations
@@ -50,6 +50,7 @@ FREE_OPS: frozenset[OpOverload] = frozenset(
         aten._reshape_alias,
         aten.resize_,
         aten.set_,
+        aten._local_scalar_dense,  # .item(): one element to the host
     )
     for overload in overload_names(packet)
 )
