@@ -70,7 +70,7 @@ def _headers(report: Report, timed: bool, with_phase: bool) -> list[str]:
         headers.append("kernel ms")
     for target in report.targets:
         headers += [f"bound@{target.name}", f"roof ms@{target.name}"]
-        if timed:
+        if timed and target.name in report.timed_on:  # efficiency only where the time was taken
             headers.append(f"eff@{target.name}")
     return headers
 
@@ -93,12 +93,13 @@ def _cells(row: LayerRow, report: Report, timed: bool, with_phase: bool) -> list
         cells.append(milliseconds(_kernel_ms(row, report)))
     for target in report.targets:
         verdict = row.roofline.get(target.name)
+        with_efficiency = timed and target.name in report.timed_on
         if verdict is None:
-            cells += ["", ""] + ([""] if timed else [])
+            cells += ["", ""] + ([""] if with_efficiency else [])
             continue
         mark = "".join({"above-roof": "!", "too-short": "~"}.get(f, "?") for f in verdict.flags)
         cells += [verdict.bound + mark, milliseconds(verdict.roofline_time_ms)]
-        if timed:
+        if with_efficiency:
             eff = verdict.roofline_efficiency
             cells.append("-" if eff is None else f"{eff:.0%}")
     return cells

@@ -137,6 +137,7 @@ def add_parser(commands: Any) -> None:
         "--top", type=_positive_int, default=None, help="table: keep this many rows, fold the rest"
     )
     parser.add_argument(
+        "-q",
         "--quiet",
         action="store_true",
         help="no progress bar, no report on stdout, only failed budgets and errors",
@@ -257,6 +258,10 @@ def _report(
     device: str | None,
 ) -> Report:
     size_arg: Any = sizes[0] if len(sizes) == 1 else list(sizes)
+    # A deployment runs inference: dropout off, batch norm on its running statistics. An exported
+    # program's mode was fixed when it was exported (and its module refuses eval()).
+    if loaded.kind != "exported":
+        loaded.model.eval()
     if not args.time:
         from layerprof.profiler import analyze
 
@@ -267,7 +272,7 @@ def _report(
 
     where = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     torch_dtype: torch.dtype = parse_dtype(dtype)
-    model = loaded.model.to(device=where, dtype=torch_dtype).eval()
+    model = loaded.model.to(device=where, dtype=torch_dtype)
     inputs = tuple(torch.randn(size, device=where, dtype=torch_dtype) for size in sizes)
     return profile(
         model,
@@ -324,7 +329,8 @@ def run(args: argparse.Namespace) -> int:
     ):
         warnings.simplefilter("always")
         bar.step(f"loading {args.model}")
-        loaded = load_model(args.model, model_args)
+        # Counting needs shapes only: torchvision models are then built on the meta device.
+        loaded = load_model(args.model, model_args, on_meta=not args.time)
         sizes = args.input_size or config.input_sizes or loaded.input_sizes or (DEFAULT_INPUT_SIZE,)
         targets = _targets(target_names, device, bar)
         bar.step("timing on this machine" if args.time else "counting FLOPs and bytes")
