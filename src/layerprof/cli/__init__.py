@@ -12,13 +12,12 @@ from collections.abc import Sequence
 
 from layerprof.cli import audit, compare_cmd, demo, devices_cmd, measure_cmd
 from layerprof.errors import LayerprofError
+from layerprof.version import __version__
 
 COMMANDS = (demo, audit, compare_cmd, devices_cmd, measure_cmd)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from layerprof import __version__
-
     parser = argparse.ArgumentParser(
         prog="layerprof",
         description="Layer-by-layer FLOPs, bytes, time and roofline verdicts for PyTorch CNNs.",
