@@ -583,3 +583,33 @@ def test_int8_audit_prices_one_byte_per_element_at_the_int8_peak() -> None:
     compute_s = row8.matrix_flops / device.peak_flops_per_s("int8", "matrix")
     memory_s = row8.bytes_total / device.memory_bandwidth_bytes_per_s
     assert row8.roofline["a100-40gb"].roofline_time_ms == pytest.approx(max(compute_s, memory_s) * 1e3)
+
+
+def test_backward_counts_a_training_step_on_meta() -> None:
+    # Conv2d(3, 8, 3) on 2x3x10x10 -> 2x8x8x8, then Linear(8*8*8, 4); a stand-in loss sums the output.
+    model = nn.Sequential(nn.Conv2d(3, 8, 3), nn.Flatten(), nn.Linear(8 * 8 * 8, 4))
+    report = layerprof.analyze(model, input_size=(2, 3, 10, 10), backward=True)
+    conv_macs = 2 * 8 * 8 * 8 * 3 * 9  # N * C_out * H_out * W_out * C_in * k * k = 27,648
+    linear_macs = 2 * 512 * 4  # 4,096
+    assert report.row("0").matrix_flops == 2 * conv_macs
+    assert report.row("2").matrix_flops == 2 * linear_macs
+    # The first layer's input needs no gradient: only the weight gradient (ratio 1); the linear layer
+    # computes both its input gradient and its weight gradient (ratio 2).
+    assert report.row("0", phase="backward").matrix_flops == 2 * conv_macs
+    assert report.row("2", phase="backward").matrix_flops == 2 * 2 * linear_macs
+    assert [r.phase for r in report.layers] == ["forward"] * 3 + ["backward"] * len(report.backward)
+    assert report.total.flops == sum(r.flops for r in report.layers)
+    assert all(p.grad is None for p in model.parameters())  # the user's parameters saw no gradient
+
+
+def test_backward_matrix_flops_match_flop_counter_on_resnet18() -> None:
+    from torch.utils.flop_counter import FlopCounterMode
+
+    model = torchvision.models.resnet18(weights=None).train()
+    x = torch.randn(2, 3, 64, 64)
+    report = layerprof.analyze(model, x, backward=True)
+    with FlopCounterMode(display=False) as counter:
+        model(x).sum().backward()
+    model.zero_grad(set_to_none=True)
+    # resnet18 has no grouped convolution, where torch's counter ignores groups in the weight gradient.
+    assert report.total.matrix_flops == counter.get_total_flops()

@@ -334,6 +334,15 @@ def _structured() -> dict[str, Callable[[], Call]]:
         "narrow_copy": lambda: Call(aten.narrow_copy.default, (t(*X), 1, 0, 2), vector=0),
         "select_scatter": lambda: Call(aten.select_scatter.default, (t(*X), t(2, 8, 8), 1, 0), vector=0),
         "slice_scatter": lambda: Call(aten.slice_scatter.default, (t(*X), t(2, 2, 8, 8), 1, 0, 2), vector=0),
+        "select_backward": lambda: Call(
+            aten.select_backward.default, (t(2, 8, 8), [2, 4, 8, 8], 1, 0), vector=0
+        ),
+        "slice_backward": lambda: Call(
+            aten.slice_backward.default, (t(2, 2, 8, 8), [2, 4, 8, 8], 1, 0, 2, 1), vector=0
+        ),
+        "as_strided_scatter": lambda: Call(
+            aten.as_strided_scatter.default, (t(*X), t(*X), list(X), [256, 64, 8, 1]), vector=0
+        ),
         "tril": lambda: Call(aten.tril.default, (t(8, 8),), vector=0),
         "triu": lambda: Call(aten.triu.default, (t(8, 8),), vector=0),
         "zeros": lambda: Call(aten.zeros.default, ([2, 3],), {"device": "meta"}, vector=0),

@@ -24,7 +24,7 @@ ORDER: list[tuple[str, ...]] = [
     ("dtypes", "units", "formulas", "devices", "inputs"),  # pure formulas, device data, input specs
     ("roofline", "totals", "whatif", "fast_meta", "twin"),  # roofline maths, pure row arithmetic
     ("verdicts", "collect", "measure"),  # verdicts per target; walking a model; measuring a device
-    ("rollup", "timing", "backward_timing", "crosscheck", "device_table", "demo_model", "plot"),
+    ("rollup", "timing", "backward_timing", "crosscheck", "device_table", "demonet", "plot"),
     ("render", "export"),  # a report as text and files
     ("report", "targets"),  # the Report facade; resolving target arguments
     ("profiler", "training", "distributed", "scaling"),  # analyze / profile / Profiler / watch
@@ -95,3 +95,19 @@ def test_imports_go_down_the_layers(path: Path) -> None:
 def test_every_module_has_a_layer() -> None:
     tops = {_top(p) for p in SOURCES}
     assert tops <= set(LAYERS), sorted(tops - set(LAYERS))
+
+
+def test_the_package_exports_every_public_name_lazily() -> None:
+    import layerprof
+
+    assert set(layerprof.__all__) == {*layerprof._EXPORTS, "__version__"}
+    for name in layerprof.__all__:
+        assert getattr(layerprof, name) is not None, name
+
+
+def test_no_public_name_is_shadowed_by_a_submodule() -> None:
+    # Importing layerprof/x.py sets the attribute layerprof.x to the module, which would hide a
+    # public function of the same name served by the lazy __getattr__.
+    import layerprof
+
+    assert not set(layerprof.__all__) & {_top(p) for p in SOURCES}

@@ -2,38 +2,51 @@
 
 Conventions: one FLOP is one multiply or one add (a multiply-accumulate is 2 FLOPs); bytes are what
 each aten op reads and writes at each tensor's own dtype; operational intensity is FLOPs per byte.
+
+The public names load on first use (PEP 562), so that ``import layerprof`` -- and the pytest plugin,
+which pytest loads in every session where layerprof is installed -- costs nothing until one is used.
 """
 
 from __future__ import annotations
 
-from layerprof.budgets import BudgetResult, Budgets, assert_within
-from layerprof.crosscheck import Crosscheck, Disagreement
-from layerprof.demo_model import DemoNet, demo_model
-from layerprof.devices import DeviceSpec, get_device, list_devices, load_devices
-from layerprof.errors import (
-    DeviceMismatchError,
-    ForwardError,
-    InvalidArgumentError,
-    InvalidDeviceSpecError,
-    InvalidModelError,
-    LayerprofError,
-    ModelLoadError,
-    UnknownDeviceError,
-)
-from layerprof.profiler import Profiler, analyze, profile
-from layerprof.records import LayerRow, Verdict
-from layerprof.report import Report
-from layerprof.whatif import ConvCost, conv_cost
+import importlib
+from typing import TYPE_CHECKING, Any
 
-__version__ = "0.1.0"
+from layerprof.version import __version__
 
-
-def measure_device(*args: object, **kwargs: object) -> DeviceSpec:
-    """This machine's measured ceilings (see :func:`layerprof.measure.measure_device`)."""
-    from layerprof.measure import measure_device as measure
-
-    return measure(*args, **kwargs)  # type: ignore[arg-type]
-
+# public name -> the module that defines it
+_EXPORTS: dict[str, str] = {
+    "analyze": "layerprof.profiler",
+    "profile": "layerprof.profiler",
+    "Profiler": "layerprof.profiler",
+    "watch": "layerprof.training",
+    "Watcher": "layerprof.training",
+    "Report": "layerprof.report",
+    "LayerRow": "layerprof.records",
+    "Verdict": "layerprof.records",
+    "DeviceSpec": "layerprof.devices",
+    "get_device": "layerprof.devices",
+    "list_devices": "layerprof.devices",
+    "load_devices": "layerprof.devices",
+    "measure_device": "layerprof.measure",
+    "conv_cost": "layerprof.whatif",
+    "ConvCost": "layerprof.whatif",
+    "Crosscheck": "layerprof.crosscheck",
+    "Disagreement": "layerprof.crosscheck",
+    "DemoNet": "layerprof.demonet",
+    "demo_model": "layerprof.demonet",
+    "Budgets": "layerprof.budgets",
+    "BudgetResult": "layerprof.budgets",
+    "assert_within": "layerprof.budgets",
+    "LayerprofError": "layerprof.errors",
+    "InvalidArgumentError": "layerprof.errors",
+    "InvalidModelError": "layerprof.errors",
+    "DeviceMismatchError": "layerprof.errors",
+    "UnknownDeviceError": "layerprof.errors",
+    "InvalidDeviceSpecError": "layerprof.errors",
+    "ForwardError": "layerprof.errors",
+    "ModelLoadError": "layerprof.errors",
+}
 
 __all__ = [
     "BudgetResult",
@@ -55,6 +68,7 @@ __all__ = [
     "Report",
     "UnknownDeviceError",
     "Verdict",
+    "Watcher",
     "__version__",
     "analyze",
     "assert_within",
@@ -65,4 +79,39 @@ __all__ = [
     "load_devices",
     "measure_device",
     "profile",
+    "watch",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'layerprof' has no attribute {name!r}")
+    return getattr(importlib.import_module(module), name)
+
+
+def __dir__() -> list[str]:
+    return __all__
+
+
+if TYPE_CHECKING:
+    from layerprof.budgets import BudgetResult, Budgets, assert_within
+    from layerprof.crosscheck import Crosscheck, Disagreement
+    from layerprof.demonet import DemoNet, demo_model
+    from layerprof.devices import DeviceSpec, get_device, list_devices, load_devices
+    from layerprof.errors import (
+        DeviceMismatchError,
+        ForwardError,
+        InvalidArgumentError,
+        InvalidDeviceSpecError,
+        InvalidModelError,
+        LayerprofError,
+        ModelLoadError,
+        UnknownDeviceError,
+    )
+    from layerprof.measure import measure_device
+    from layerprof.profiler import Profiler, analyze, profile
+    from layerprof.records import LayerRow, Verdict
+    from layerprof.report import Report
+    from layerprof.training import Watcher, watch
+    from layerprof.whatif import ConvCost, conv_cost

@@ -52,6 +52,7 @@ class _Acc:
         "bytes_written",
         "calls",
         "dtype",
+        "dtype_rank",
         "flops",
         "input_shapes",
         "kernel_size",
@@ -69,6 +70,7 @@ class _Acc:
         self.bytes_written = 0
         self.kernel_size: tuple[int, ...] | None = None
         self.dtype: str | None = None
+        self.dtype_rank = 0  # what set dtype: 1 an op without FLOPs, 2 one with, 3 a matrix op
         self.input_shapes: Shapes = ()
         self.output_shapes: Shapes = ()
 
@@ -196,6 +198,11 @@ class Collector:
             self._handles.append(module.register_forward_pre_hook(self._enter, with_kwargs=True))
             self._handles.append(module.register_forward_hook(self._leave))
 
+    def enter_running_root(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+        """Count the root's forward that is running now: for a collector attached from inside a
+        forward pre-hook of the root, whose own hooks on the root do not run for that forward."""
+        self._enter(self.root, args, kwargs)
+
     def close(self) -> None:
         for handle in self._handles:
             handle.remove()
@@ -312,6 +319,24 @@ class Collector:
         elif not info.free:
             self._add(self._backward_rows, key, info, args, kwargs, out)
 
+    def backward_row_names(self) -> dict[Any, str]:
+        """Each autograd node mapped so far (see the class docstring) -> the name of the row that its
+        backward ops are charged to. Call it before :meth:`release_graph`."""
+        return {node: self._row_name(key) for node, key in self._node_rows.items()}
+
+    def parameter_row_names(self) -> dict[int, str]:
+        """``id(parameter)`` -> the backward row its gradient accumulation is charged to (its owner's)."""
+        names: dict[int, str] = {}
+        for param_id, owner in self._param_owner.items():
+            names[param_id] = self._row_name((id(owner), None if not owner._modules else "accumulate_grad"))
+        return names
+
+    def _row_name(self, key: RowKey) -> str:
+        module_id, op_name = self._owner_row(key)
+        state = self._states.get(module_id)
+        name = state.name if state is not None else self._names[module_id]
+        return name if op_name is None else f"{name}/{op_name}"
+
     def _accumulation_row(self, node: Any) -> RowKey | None:
         variable = getattr(node, "variable", None)
         owner = self._param_owner.get(id(variable)) if variable is not None else None
@@ -355,8 +380,13 @@ class Collector:
             acc = rows[key] = _Acc(next(self._seq))
             acc.input_shapes = shapes_of(args)
             acc.output_shapes = shapes_of((out,))
-        if acc.dtype is None:
-            acc.dtype = _floating_dtype(args)
+        # A row computes in the dtype of its costliest kind of op: under autocast a conv row's first op
+        # is the float32 -> bfloat16 copy of its weight, but its convolution runs in bfloat16.
+        rank = 3 if matrix else 2 if flops else 1
+        if rank > acc.dtype_rank:
+            dtype = _floating_dtype(args)
+            if dtype is not None:
+                acc.dtype, acc.dtype_rank = dtype, rank
         acc.calls += 1
         acc.flops += flops
         acc.matrix_flops += matrix
@@ -388,11 +418,15 @@ class Collector:
         for key, acc in accs.items():
             grouped.setdefault(self._owner_row(key), []).append(acc)
         if phase == "forward":
-            # Every called leaf (or childless container) gets a row, even one that did no costed op.
+            # Every called leaf (or childless container) gets a row, even one that did no costed op;
+            # except private helpers (an exported program's ``_guards_fn``) that did nothing.
             for module_id, called in self._states.items():
                 module = self._modules.get(module_id)
-                if module is not None and not (module._modules and called.had_child):
-                    grouped.setdefault((module_id, None), [])
+                if module is None or (module._modules and called.had_child):
+                    continue
+                if called.name.rsplit(".", 1)[-1].startswith("_"):
+                    continue
+                grouped.setdefault((module_id, None), [])
 
         ordered: list[tuple[int, LayerRow]] = []
         for (module_id, op_name), members in grouped.items():

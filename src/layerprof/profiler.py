@@ -58,14 +58,24 @@ def count(
     *,
     to_meta_device: bool,
     dtype: torch.dtype | None = None,
+    backward: bool = False,
 ) -> tuple[list[LayerRow], dict[str, int], dict[str, str]]:
-    """Run one forward of a twin of ``model`` under the counter; the user's model is never touched."""
+    """Run one forward of a twin of ``model`` under the counter; the user's model is never touched.
+
+    With ``backward`` (meta only, so no gradient reaches the user's parameters) the forward runs
+    with autograd on and is followed by the backward of the sum of its floating outputs: the rows
+    of a training step, backward rows charged to the layers whose forward made them.
+    """
+    if backward and not to_meta_device:
+        raise InvalidArgumentError("backward counting runs on the meta device only")
     twin = make_twin(model, to_meta=to_meta_device, dtype=dtype)
-    collector = Collector(twin)
+    collector = Collector(twin, track_backward=backward)
     collector.attach()
     try:
-        with torch.no_grad(), OpCounter(collector):
-            twin(*args, **kwargs)
+        with torch.set_grad_enabled(backward), OpCounter(collector):
+            output = twin(*args, **kwargs)
+            if backward:
+                _training_loss(output).backward()
     except Exception as error:
         layer = collector.running_layer or "(before the first layer)"
         raise ForwardError(
@@ -74,7 +84,31 @@ def count(
         ) from error
     finally:
         collector.close()
+        collector.release_graph()
     return collector.rows(), dict(collector.unsupported), collector.module_kinds()
+
+
+def _training_loss(output: Any) -> torch.Tensor:
+    """A scalar standing in for the loss: the sum of every floating output that needs a gradient."""
+    tensors = [t for t in _flat_tensors(output) if t.is_floating_point() and t.requires_grad]
+    if not tensors:
+        raise InvalidArgumentError(
+            "backward=True needs an output that requires grad; no parameter of the model requires grad"
+        )
+    total = tensors[0].float().sum()
+    for tensor in tensors[1:]:
+        total = total + tensor.float().sum()
+    return total
+
+
+def _flat_tensors(value: Any) -> list[torch.Tensor]:
+    if isinstance(value, torch.Tensor):
+        return [value]
+    if isinstance(value, Mapping):
+        return [t for v in value.values() for t in _flat_tensors(v)]
+    if isinstance(value, (list, tuple)):
+        return [t for v in value for t in _flat_tensors(v)]
+    return []
 
 
 def warn_unsupported(unsupported: Mapping[str, int]) -> None:
@@ -126,16 +160,24 @@ def analyze(
     input_size: Sequence[int] | Sequence[Sequence[int]] | None = None,
     dtype: torch.dtype | str | None = None,
     target: TargetArg = None,
+    backward: bool = False,
 ) -> Report:
     """Count FLOPs and bytes per layer; nothing is timed.
 
     With ``input_size`` (batch first; a sequence of sizes for several inputs) the model runs on the
     meta device at ``dtype`` (default float32): shapes only, no compute, no memory. ``dtype=torch.int8``
     audits int8 inference: the model runs in a 1-byte float on meta (the same bytes as int8) and its
-    rows are priced at the targets' int8 peaks. With ``inputs``
-    (a tensor, a tuple or a dict) it runs once on them, under ``torch.no_grad()``. Either way a twin
-    of the model runs, so the model itself keeps its hooks, buffers, flags and device.
+    rows are priced at the targets' int8 peaks. With ``inputs`` (a tensor, a tuple or a dict) it runs
+    once on them, under ``torch.no_grad()``. Either way a twin of the model runs, so the model itself
+    keeps its hooks, buffers, flags and device. The model is counted in the mode it is in
+    (``model.eval()`` for inference counts).
+
+    ``backward=True`` counts a training step instead: forward and backward on the meta device (real
+    inputs are replaced by meta tensors of the same shapes), backward rows (``phase="backward"``)
+    charged to the layers whose forward made them, as if the loss were the sum of the outputs.
     """
+    if not isinstance(backward, bool):
+        raise InvalidArgumentError(f"backward must be True or False, got {backward!r}")
     model = check_model(model)
     targets = resolve_targets(target)
     if (inputs is None) == (input_size is None):
@@ -152,7 +194,9 @@ def analyze(
         spec = sizes_to_spec(input_size, run_dtype)
         check_rank(model, spec)
         args, kwargs = spec.make("meta")
-        rows, unsupported, kinds = count(model, args, kwargs, to_meta_device=True, dtype=run_dtype)
+        rows, unsupported, kinds = count(
+            model, args, kwargs, to_meta_device=True, dtype=run_dtype, backward=backward
+        )
         if int8:
             rows = [replace(r, dtype="int8") if r.dtype == dtype_name(INT8_STAND_IN) else r for r in rows]
     else:
@@ -164,11 +208,13 @@ def analyze(
         spec = describe(args, kwargs)
         where = model_device(model)
         on_meta = where is not None and where.type == "meta"
-        if on_meta:
-            args, kwargs = to_meta(args, kwargs)
-        else:
+        if not on_meta:
             check_devices(model, args, kwargs)
-        rows, unsupported, kinds = count(model, args, kwargs, to_meta_device=on_meta)
+        if on_meta or backward:
+            args, kwargs = to_meta(args, kwargs)
+        rows, unsupported, kinds = count(
+            model, args, kwargs, to_meta_device=on_meta or backward, backward=backward
+        )
     warn_unsupported(unsupported)
     return build_report(model, rows, unsupported, targets, spec, kinds)
 

@@ -268,7 +268,7 @@ def _report(
         return analyze(loaded.model, input_size=size_arg, dtype=dtype, target=list(targets))
     import torch
 
-    from layerprof import profile  # the timing path is imported only when asked for
+    from layerprof.profiler import profile  # the timing path is imported only when asked for
 
     where = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     torch_dtype: torch.dtype = parse_dtype(dtype)

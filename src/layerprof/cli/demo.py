@@ -9,7 +9,7 @@ from typing import Any
 
 import torch
 
-from layerprof.demo_model import DEMO_INPUT_SIZE, demo_model
+from layerprof.demonet import DEMO_INPUT_SIZE, demo_model
 from layerprof.profiler import analyze, profile
 
 

@@ -1,7 +1,8 @@
 """Elementwise arithmetic: one vector FLOP per output element per arithmetic operation.
 
 Binary ops (add, sub, mul, div, maximum, pow, comparisons, where, ...) and unary math (neg, abs, exp,
-log, sqrt, rsqrt, reciprocal, sin, cos, erf, floor, clamp_min, ...) cost 1 per output element.
+log, sqrt, rsqrt, reciprocal, sin, cos, erf, floor, clamp_min, ...) cost 1 per output element, and
+so does drawing a random number (``bernoulli_``, dropout's mask).
 ``add``/``sub`` with ``alpha != 1`` and ``clamp`` with both bounds cost 2; ``addcmul``/``addcdiv``
 and ``lerp`` cost 3 (two multiplies or a divide, and an add). Dropout in training costs 3 per element
 (draw, compare, scale).
@@ -25,7 +26,7 @@ ONE_FLOP_OPS = (
     "where", "masked_fill", "neg", "abs", "exp", "exp2", "expm1", "log", "log2", "log1p", "log10",
     "sqrt", "rsqrt", "reciprocal", "sin", "cos", "tan", "erf", "erfc", "floor", "ceil", "round",
     "trunc", "sign", "sgn", "clamp_min", "clamp_max", "square", "atan", "atan2", "sinh", "cosh",
-    "asin", "acos", "logit", "nan_to_num", "copysign", "frac",
+    "asin", "acos", "logit", "nan_to_num", "copysign", "frac", "bernoulli",
 )  # fmt: skip
 THREE_FLOP_OPS = ("addcmul", "addcdiv", "lerp")
 DROPOUT_FLOPS_PER_ELEMENT = 3

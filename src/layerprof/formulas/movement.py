@@ -31,7 +31,8 @@ aten = torch.ops.aten
     aten.fill, aten.fill_, aten.zero_, aten.zeros_like, aten.ones_like, aten.full_like, aten.zeros,
     aten.ones, aten.full, aten.scalar_tensor, aten.new_zeros, aten.new_ones, aten.new_full,
     aten.arange, aten.tril, aten.triu, aten.slice_scatter, aten.select_scatter, aten.index_put,
-    aten.index_put_, aten.scatter, aten.scatter_, aten.lift_fresh_copy,
+    aten.index_put_, aten.scatter, aten.scatter_, aten.lift_fresh_copy, aten.select_backward,
+    aten.slice_backward, aten.as_strided_scatter,
 )  # fmt: skip
 def movement(args: tuple[Any, ...], kwargs: Mapping[str, Any], out: Any) -> OpFlops:
     return OpFlops()
