@@ -67,6 +67,8 @@ def to_dict(report: Report) -> dict[str, Any]:
         "inputs": inputs,
         "targets": [_device_dict(t) for t in report.targets],
         "coverage": report.coverage,
+        "timed_on": sorted(report.timed_on),
+        "kernel_time_ms": None if report.kernel_time_ms is None else dict(report.kernel_time_ms),
         "unsupported": dict(report.unsupported),
         "layers": [row_dict(r) for r in report.layers],
         "total": row_dict(report.total),
