@@ -7,6 +7,7 @@ import os
 from pathlib import Path
 
 import pytest
+import torch
 
 import layerprof
 from layerprof.compare import load_report
@@ -38,10 +39,17 @@ def test_too_big(layerprof_audit):
 """
 
 
+@pytest.fixture(scope="module", autouse=True)
+def _torch_fully_imported() -> None:
+    # pytester's in-process runs drop the modules they imported when they end, and torch's lazily
+    # imported parts cannot be imported twice: one analyze and one table here import them for good.
+    report = layerprof.analyze(torch.nn.Conv2d(3, 4, 1), input_size=(1, 3, 4, 4), target="t4")
+    report.table()
+
+
 @pytest.fixture(autouse=True)
 def _only_the_plugin_under_test(monkeypatch: pytest.MonkeyPatch) -> None:
-    # Load the plugin through -p only: were layerprof pip-installed, its entry point would register
-    # the same module a second time under another name.
+    # Load the plugin through -p only, whether or not layerprof is pip-installed here.
     monkeypatch.setenv("PYTEST_DISABLE_PLUGIN_AUTOLOAD", "1")
 
 
@@ -146,7 +154,9 @@ def test_entry_point_loads_the_plugin(pytester: pytest.Pytester, monkeypatch: py
     dist = site / "layerprof_entrypoint_check-0.0.dist-info"
     dist.mkdir(parents=True)
     (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: layerprof-entrypoint-check\nVersion: 0.0\n")
-    (dist / "entry_points.txt").write_text("[pytest11]\nlayerprof = layerprof.pytest_plugin\n")
+    # The entry point is named after the module, as in pyproject.toml, so that `-p` with the module
+    # name is the same plugin rather than a second registration of it.
+    (dist / "entry_points.txt").write_text("[pytest11]\nlayerprof.pytest_plugin = layerprof.pytest_plugin\n")
     path = os.pathsep.join([str(site), SRC, os.environ.get("PYTHONPATH", "")])
     monkeypatch.setenv("PYTHONPATH", path)
     pytester.makepyfile(
@@ -166,6 +176,12 @@ def test_entry_point_loads_the_plugin(pytester: pytest.Pytester, monkeypatch: py
     pytester.makepyfile(test_needs="def test_needs(layerprof_audit):\n    pass\n")
     result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "test_uses.py")
     result.assert_outcomes(passed=2)
-    disabled = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-p", "no:layerprof", "test_needs.py")
+    named = pytester.runpytest_subprocess(
+        "-p", "no:cacheprovider", "-p", "layerprof.pytest_plugin", "test_uses.py"
+    )
+    named.assert_outcomes(passed=2)
+    disabled = pytester.runpytest_subprocess(
+        "-p", "no:cacheprovider", "-p", "no:layerprof.pytest_plugin", "test_needs.py"
+    )
     disabled.assert_outcomes(errors=1)
     assert "fixture 'layerprof_audit' not found" in disabled.stdout.str()

@@ -2,8 +2,9 @@
 
 Installed with layerprof (entry point ``pytest11``), so every pytest run loads it; this module
 therefore imports nothing heavy at import time (torch comes in only when a test calls the fixture)
-and does nothing in a session that does not use it. Run without the entry point with
-``pytest -p layerprof.pytest_plugin``; switch it off with ``pytest -p no:layerprof``.
+and does nothing in a session that does not use it. The entry point is named after the module, so
+``pytest -p layerprof.pytest_plugin`` (without the entry point) and the auto-loaded plugin are one;
+switch it off with ``pytest -p no:layerprof.pytest_plugin``.
 
 ::
 
