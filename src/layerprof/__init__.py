@@ -19,7 +19,7 @@ _EXPORTS: dict[str, str] = {
     "analyze": "layerprof.profiler",
     "profile": "layerprof.profiler",
     "Profiler": "layerprof.profiler",
-    "watch": "layerprof.training",
+    "watch": "layerprof.sinks",
     "Watcher": "layerprof.training",
     "Report": "layerprof.report",
     "LayerRow": "layerprof.records",
@@ -28,6 +28,11 @@ _EXPORTS: dict[str, str] = {
     "get_device": "layerprof.devices",
     "list_devices": "layerprof.devices",
     "load_devices": "layerprof.devices",
+    "LinkSpec": "layerprof.devices",
+    "get_link": "layerprof.devices",
+    "list_links": "layerprof.devices",
+    "predict_scaling": "layerprof.scaling",
+    "ScalingPrediction": "layerprof.scaling",
     "measure_device": "layerprof.measure",
     "conv_cost": "layerprof.whatif",
     "ConvCost": "layerprof.whatif",
@@ -63,9 +68,11 @@ __all__ = [
     "InvalidModelError",
     "LayerRow",
     "LayerprofError",
+    "LinkSpec",
     "ModelLoadError",
     "Profiler",
     "Report",
+    "ScalingPrediction",
     "UnknownDeviceError",
     "Verdict",
     "Watcher",
@@ -75,9 +82,12 @@ __all__ = [
     "conv_cost",
     "demo_model",
     "get_device",
+    "get_link",
     "list_devices",
+    "list_links",
     "load_devices",
     "measure_device",
+    "predict_scaling",
     "profile",
     "watch",
 ]
@@ -98,7 +108,15 @@ if TYPE_CHECKING:
     from layerprof.budgets import BudgetResult, Budgets, assert_within
     from layerprof.crosscheck import Crosscheck, Disagreement
     from layerprof.demonet import DemoNet, demo_model
-    from layerprof.devices import DeviceSpec, get_device, list_devices, load_devices
+    from layerprof.devices import (
+        DeviceSpec,
+        LinkSpec,
+        get_device,
+        get_link,
+        list_devices,
+        list_links,
+        load_devices,
+    )
     from layerprof.errors import (
         DeviceMismatchError,
         ForwardError,
@@ -113,5 +131,7 @@ if TYPE_CHECKING:
     from layerprof.profiler import Profiler, analyze, profile
     from layerprof.records import LayerRow, Verdict
     from layerprof.report import Report
-    from layerprof.training import Watcher, watch
+    from layerprof.scaling import ScalingPrediction, predict_scaling
+    from layerprof.sinks import watch
+    from layerprof.training import Watcher
     from layerprof.whatif import ConvCost, conv_cost

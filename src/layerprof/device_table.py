@@ -1,4 +1,5 @@
-"""The device table as text: one line per device with its bandwidth, peaks and ridge points."""
+"""The device table as text: one line per device with its bandwidth, peaks and ridge points; one line
+per interconnect with its bandwidth and latency."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ from collections.abc import Sequence
 
 from tabulate import tabulate
 
-from layerprof.devices import DeviceSpec
+from layerprof.devices import DeviceSpec, LinkSpec
 
 
 def _tflops(device: DeviceSpec, unit: str, dtype: str) -> str:
@@ -48,4 +49,20 @@ def device_table(devices: Sequence[DeviceSpec], fmt: str = "simple") -> str:
             ]
         )
     note = "Peaks in TFLOP/s (dense, no sparsity); ridge point = peak / bandwidth in FLOP/byte."
+    return tabulate(body, headers=headers, tablefmt=fmt, disable_numparse=True) + "\n" + note
+
+
+def link_table(links: Sequence[LinkSpec], fmt: str = "simple") -> str:
+    """Per-direction bandwidth (GB/s) and per-step latency (us) of each interconnect."""
+    headers = ["link", "interconnect", "GB/s per direction", "latency us"]
+    body = [
+        [
+            link.name,
+            link.full_name,
+            f"{link.bandwidth_bytes_per_s / 1e9:.4g}",
+            f"{link.latency_s * 1e6:.3g}",
+        ]
+        for link in links
+    ]
+    note = "Links: bandwidth per GPU and per direction (what a ring all-reduce step uses); latency per step."
     return tabulate(body, headers=headers, tablefmt=fmt, disable_numparse=True) + "\n" + note

@@ -16,7 +16,8 @@ falls back to its float32 figure with one :class:`PeakFallbackWarning`.
 The built-in table lives in ``data/devices.json`` and is loaded once, at import, into an immutable
 tuple. There is no global registry to add to: functions that look devices up take an optional
 ``extra`` iterable of user :class:`DeviceSpec` objects (for example from :func:`load_devices`) that is
-searched before the table.
+searched before the table. The same file lists the interconnects between devices
+(:class:`LinkSpec`: PCIe, NVLink, Ethernet), read by :func:`get_link` and :func:`list_links`.
 """
 
 from __future__ import annotations
@@ -43,10 +44,13 @@ __all__ = [
     "DeviceKind",
     "DeviceSpec",
     "DtypeLike",
+    "LinkSpec",
     "PeakFallbackWarning",
     "device_table",
     "get_device",
+    "get_link",
     "list_devices",
+    "list_links",
     "load_devices",
     "match_device_name",
     "normalize_dtype",
@@ -379,12 +383,13 @@ def _check_unique(specs: Iterable[DeviceSpec], origin: str) -> None:
             owner[key] = (position, spec.name)
 
 
-def _load_builtin() -> tuple[DeviceSpec, ...]:
+def _builtin_document() -> object:
     text = resources.files("layerprof").joinpath("data").joinpath("devices.json").read_text(encoding="utf-8")
-    return _specs_from_document(json.loads(text), "layerprof/data/devices.json")
+    return json.loads(text)
 
 
-_TABLE: tuple[DeviceSpec, ...] = _load_builtin()
+_BUILTIN_ORIGIN = "layerprof/data/devices.json"
+_TABLE: tuple[DeviceSpec, ...] = _specs_from_document(_builtin_document(), _BUILTIN_ORIGIN)
 _TABLE_INDEX: Mapping[str, DeviceSpec] = MappingProxyType(
     {_lookup_key(label): spec for spec in _TABLE for label in (spec.name, *spec.aliases)}
 )
@@ -487,6 +492,148 @@ def _read_toml(file: Path) -> object:
             return toml_reader.load(handle)
     except toml_reader.TOMLDecodeError as error:
         raise InvalidDeviceSpecError(f"{file}: not valid TOML: {error}") from error
+
+
+# -- interconnects -------------------------------------------------------------------------------
+
+_LINK_FIELDS = ("name", "full_name", "bandwidth_bytes_per_s", "latency_s", "aliases", "sources")
+
+
+@dataclass(frozen=True, slots=True)
+class LinkSpec:
+    """An interconnect between devices, as a ring all-reduce sees it from one GPU.
+
+    ``bandwidth_bytes_per_s`` is per direction and per GPU: what one GPU can send to its ring
+    neighbour while it receives as much from the other (a ring all-reduce step uses both directions
+    at once). Datasheets quote the two directions added up (NVLink 4 on H100: 900 GB/s total,
+    450 GB/s per direction). ``latency_s`` is the fixed cost of one ring step. ``sources`` maps each
+    figure to where it comes from or how it was derived.
+    """
+
+    name: str
+    full_name: str
+    bandwidth_bytes_per_s: float
+    latency_s: float
+    aliases: tuple[str, ...] = ()
+    sources: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}), hash=False)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.name, str) or not self.name.strip():
+            raise InvalidDeviceSpecError(f"link name must be a non-empty string, got {self.name!r}")
+        if not _positive_finite(self.bandwidth_bytes_per_s):
+            raise InvalidDeviceSpecError(
+                f"link {self.name!r}: bandwidth_bytes_per_s must be a positive finite number, "
+                f"got {self.bandwidth_bytes_per_s!r}"
+            )
+        latency = self.latency_s
+        if (
+            isinstance(latency, bool)
+            or not isinstance(latency, (int, float))
+            or not math.isfinite(latency)
+            or latency < 0
+        ):
+            raise InvalidDeviceSpecError(
+                f"link {self.name!r}: latency_s must be a finite number >= 0, got {latency!r}"
+            )
+        if isinstance(self.aliases, str) or not all(isinstance(a, str) and a for a in self.aliases):
+            raise InvalidDeviceSpecError(
+                f"link {self.name!r}: aliases must be a sequence of non-empty strings, got {self.aliases!r}"
+            )
+        if not isinstance(self.sources, Mapping):
+            raise InvalidDeviceSpecError(
+                f"link {self.name!r}: sources must be a mapping, got {self.sources!r}"
+            )
+        object.__setattr__(self, "bandwidth_bytes_per_s", float(self.bandwidth_bytes_per_s))
+        object.__setattr__(self, "latency_s", float(latency))
+        object.__setattr__(self, "aliases", tuple(self.aliases))
+        object.__setattr__(
+            self, "sources", MappingProxyType({str(k): str(v) for k, v in self.sources.items()})
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict in the device file's ``links`` schema."""
+        return {
+            "name": self.name,
+            "full_name": self.full_name,
+            "bandwidth_bytes_per_s": self.bandwidth_bytes_per_s,
+            "latency_s": self.latency_s,
+            "aliases": list(self.aliases),
+            "sources": dict(self.sources),
+        }
+
+
+def _link_from_dict(entry: object, origin: str) -> LinkSpec:
+    if not isinstance(entry, Mapping):
+        raise InvalidDeviceSpecError(f"{origin}: a link entry must be a table/object, got {entry!r}")
+    label = entry.get("name", "?")
+    unknown = sorted(set(entry) - set(_LINK_FIELDS))
+    missing = [key for key in ("name", "bandwidth_bytes_per_s", "latency_s") if key not in entry]
+    if unknown or missing:
+        raise InvalidDeviceSpecError(
+            f"{origin}: link {label!r} has unknown keys {unknown} / lacks {missing}; "
+            f"known keys: {', '.join(_LINK_FIELDS)}"
+        )
+    aliases = entry.get("aliases", ())
+    if isinstance(aliases, str) or not isinstance(aliases, (list, tuple)):
+        raise InvalidDeviceSpecError(f"{origin}: link {label!r}: aliases must be a list, got {aliases!r}")
+    return LinkSpec(
+        name=entry["name"],
+        full_name=str(entry.get("full_name", entry["name"])),
+        bandwidth_bytes_per_s=entry["bandwidth_bytes_per_s"],
+        latency_s=entry["latency_s"],
+        aliases=tuple(aliases),
+        sources=entry.get("sources", {}),
+    )
+
+
+def _links_from_document(document: object, origin: str) -> tuple[LinkSpec, ...]:
+    entries = document.get("links", []) if isinstance(document, Mapping) else []
+    if not isinstance(entries, list):
+        raise InvalidDeviceSpecError(f"{origin}: 'links' must be a list of link entries, got {entries!r}")
+    links = tuple(_link_from_dict(entry, origin) for entry in entries)
+    owner: dict[str, str] = {}
+    for link in links:
+        for label in (link.name, *link.aliases):
+            key = _lookup_key(label)
+            if owner.get(key, link.name) != link.name:
+                raise InvalidDeviceSpecError(
+                    f"{origin}: name or alias {label!r} of link {link.name!r} is already used by "
+                    f"link {owner[key]!r}"
+                )
+            owner[key] = link.name
+    return links
+
+
+_LINKS: tuple[LinkSpec, ...] = _links_from_document(_builtin_document(), _BUILTIN_ORIGIN)
+_LINK_INDEX: Mapping[str, LinkSpec] = MappingProxyType(
+    {_lookup_key(label): link for link in _LINKS for label in (link.name, *link.aliases)}
+)
+
+
+def list_links() -> tuple[LinkSpec, ...]:
+    """The built-in interconnects in table order (PCIe, NVLink, Ethernet)."""
+    return _LINKS
+
+
+def get_link(name: str | LinkSpec) -> LinkSpec:
+    """Look a link up by name or alias (case-insensitive; ``-``, ``_`` and spaces ignored).
+
+    A :class:`LinkSpec` is returned as is. An unknown name raises :class:`UnknownDeviceError` listing
+    the three closest names.
+    """
+    if isinstance(name, LinkSpec):
+        return name
+    if not isinstance(name, str):
+        raise InvalidArgumentError(f"link must be a name or a LinkSpec, got {name!r}")
+    found = _LINK_INDEX.get(_lookup_key(name))
+    if found is not None:
+        return found
+    matches = difflib.get_close_matches(_lookup_key(name), list(_LINK_INDEX), n=len(_LINK_INDEX), cutoff=0.0)
+    closest = list(dict.fromkeys(_LINK_INDEX[match].name for match in matches))[:3]
+    raise UnknownDeviceError(
+        f"unknown link {name!r}; closest: {', '.join(closest)}. "
+        f"layerprof.list_links() lists them all; pass a LinkSpec for others"
+    )
 
 
 # torch.cuda.get_device_name() patterns -> table names. Checked in order, on the upper-cased name; a

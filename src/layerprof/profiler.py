@@ -75,7 +75,7 @@ def count(
         with torch.set_grad_enabled(backward), OpCounter(collector):
             output = twin(*args, **kwargs)
             if backward:
-                _training_loss(output).backward()
+                _training_loss(output).backward()  # type: ignore[no-untyped-call]
     except Exception as error:
         layer = collector.running_layer or "(before the first layer)"
         raise ForwardError(

@@ -10,11 +10,11 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from layerprof.cli import audit, compare_cmd, demo, devices_cmd, measure_cmd
+from layerprof.cli import audit, compare_cmd, demo, devices_cmd, measure_cmd, scale_cmd
 from layerprof.errors import LayerprofError
 from layerprof.version import __version__
 
-COMMANDS = (demo, audit, compare_cmd, devices_cmd, measure_cmd)
+COMMANDS = (demo, audit, compare_cmd, devices_cmd, measure_cmd, scale_cmd)
 
 
 def build_parser() -> argparse.ArgumentParser:

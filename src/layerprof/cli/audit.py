@@ -62,11 +62,21 @@ def _positive_int(text: str) -> int:
     return value
 
 
-def _size(text: str) -> tuple[int, ...]:
+def input_size_type(text: str) -> tuple[int, ...]:
+    """The argparse type of ``--input-size`` (shared with ``layerprof scale``)."""
     try:
         return parse_input_size(text)
     except InvalidArgumentError as error:
         raise argparse.ArgumentTypeError(str(error)) from None
+
+
+def input_sizes(loaded: LoadedModel, *given: Sequence[tuple[int, ...]] | None) -> Sequence[tuple[int, ...]]:
+    """The first sizes ``given`` (command line, then config file), else the model's own (torchvision
+    crop size, exported program's shapes), else :data:`DEFAULT_INPUT_SIZE`."""
+    for sizes in given:
+        if sizes:
+            return sizes
+    return loaded.input_sizes or (DEFAULT_INPUT_SIZE,)
 
 
 def add_parser(commands: Any) -> None:
@@ -92,7 +102,7 @@ def add_parser(commands: Any) -> None:
     parser.add_argument(
         "--input-size",
         action="append",
-        type=_size,
+        type=input_size_type,
         default=None,
         metavar="1,3,224,224",
         help="input size, batch first (repeatable, one per input; default 1,3,224,224 or "
@@ -331,7 +341,7 @@ def run(args: argparse.Namespace) -> int:
         bar.step(f"loading {args.model}")
         # Counting needs shapes only: torchvision models are then built on the meta device.
         loaded = load_model(args.model, model_args, on_meta=not args.time)
-        sizes = args.input_size or config.input_sizes or loaded.input_sizes or (DEFAULT_INPUT_SIZE,)
+        sizes = input_sizes(loaded, args.input_size, config.input_sizes)
         targets = _targets(target_names, device, bar)
         bar.step("timing on this machine" if args.time else "counting FLOPs and bytes")
         report = _report(loaded, sizes, dtype, targets, args, device)

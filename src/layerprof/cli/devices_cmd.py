@@ -1,12 +1,12 @@
-"""``layerprof devices``: the built-in device table (plus devices from a file)."""
+"""``layerprof devices``: the built-in device table (plus devices from a file) and the interconnects."""
 
 from __future__ import annotations
 
 import argparse
 from typing import Any
 
-from layerprof.device_table import device_table
-from layerprof.devices import list_devices, load_devices
+from layerprof.device_table import device_table, link_table
+from layerprof.devices import list_devices, list_links, load_devices
 
 
 def add_parser(commands: Any) -> None:
@@ -27,4 +27,6 @@ def add_parser(commands: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     extra = [spec for path in args.file for spec in load_devices(path)]
     print(device_table(list_devices(extra), fmt=args.format))
+    print()
+    print(link_table(list_links(), fmt=args.format))
     return 0
