@@ -10,6 +10,7 @@ from typing import Any
 import torch
 
 from layerprof.demonet import DEMO_INPUT_SIZE, demo_model
+from layerprof.errors import InvalidArgumentError
 from layerprof.profiler import analyze, profile
 
 
@@ -28,11 +29,18 @@ def add_parser(commands: Any) -> None:
     parser.add_argument("--no-crosscheck", action="store_true", help="skip the fvcore second opinion")
     parser.add_argument("--no-time", action="store_true", help="count only (no timing on this machine)")
     parser.add_argument("--repeat", type=int, default=20, help="timed forwards (default 20)")
+    parser.add_argument(
+        "--threads", type=int, default=None, help="CPU threads for torch (default: torch's own choice)"
+    )
     parser.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
     targets = args.target or ["auto", "t4"]
+    if args.threads is not None:
+        if args.threads < 1:
+            raise InvalidArgumentError(f"--threads must be at least 1, got {args.threads}")
+        torch.set_num_threads(args.threads)
     model = demo_model()
     size = (args.batch, *DEMO_INPUT_SIZE[1:])
     if args.no_time:
@@ -40,6 +48,11 @@ def run(args: argparse.Namespace) -> int:
     else:
         report = profile(model, torch.randn(size), target=targets, warmup=3, repeat=args.repeat)
     print(report.table())
+    if report.coverage is not None and not 0.9 <= report.coverage <= 1.1:
+        print(
+            f"note: the timed rows cover {report.coverage:.0%} of an unhooked forward: this machine's "
+            "timings are unsteady (other load, thread contention); try --threads 1 or more --repeat"
+        )
     if not args.no_crosscheck:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # fvcore's jit tracer is chatty

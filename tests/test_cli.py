@@ -1,0 +1,68 @@
+"""The demo, devices and measure commands through main(argv): output, files and exit codes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from layerprof.cli import main
+
+
+def test_demo_counts_times_and_plots(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(["demo", "--target", "t4", "--repeat", "2", "--threads", "1", "--output-dir", str(tmp_path)])
+    out = capsys.readouterr().out
+    assert code == 0
+    assert "layerprof: DemoNet (1x3x128x128)" in out
+    assert "res/add" in out  # the residual add, a glue row of the block's own forward
+    assert "time ms" in out and "bound@t4" in out
+    assert "every row agrees" in out  # the fvcore crosscheck
+    png = tmp_path / "roofline.png"
+    assert png.stat().st_size > 10_000
+    assert f"roofline plot written to {png}" in out
+
+
+def test_demo_count_only(capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(["demo", "--no-time", "--no-plot", "--no-crosscheck", "--target", "gtx1080"])
+    out = capsys.readouterr().out
+    assert code == 0
+    assert "time ms" not in out and "bound@gtx1080" in out
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["demo", "--target", "no-such-gpu", "--no-plot"], "no-such-gpu"),
+        (["demo", "--threads", "0", "--no-plot"], "--threads must be at least 1, got 0"),
+    ],
+    ids=["unknown-target", "zero-threads"],
+)
+def test_demo_usage_errors(argv: list[str], message: str, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert message in err
+    assert len(err.strip().splitlines()) == 1  # one clear line, no traceback
+
+
+def test_devices_lists_the_table_with_ridges(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["devices"]) == 0
+    out = capsys.readouterr().out
+    gtx = next(line for line in out.splitlines() if line.startswith("gtx1080 "))
+    assert "27.5" in gtx.split()  # 8.8 TFLOP/s / 320 GB/s
+    assert "nvlink4" in out  # the interconnects, for `layerprof scale`
+
+
+def test_measure_quick(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("LAYERPROF_CACHE_DIR", str(tmp_path))
+    assert main(["measure", "--quick", "--device", "cpu"]) == 0
+    out = capsys.readouterr().out
+    assert "measured" in out
+    assert any(tmp_path.iterdir())  # cached for next time
+
+
+def test_version_and_help(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--version"]) == 0
+    assert "layerprof 0.1.0" in capsys.readouterr().out
+    assert main([]) == 2  # a command is required
