@@ -21,11 +21,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from layerprof.budgets import BudgetResult, Budgets, check, failures
-from layerprof.config import AuditConfig, parse_input_size, read_config
+from layerprof.cli.model_args import add_model_arguments, input_sizes
+from layerprof.config import AuditConfig, read_config
 from layerprof.devices import DeviceSpec, get_device
 from layerprof.dtypes import parse_dtype
 from layerprof.errors import InvalidArgumentError
-from layerprof.loader import DEFAULT_INPUT_SIZE, LoadedModel, load_model, parse_model_args
+from layerprof.loader import LoadedModel, load_model, parse_model_args
 from layerprof.progress import Progress
 from layerprof.render import SORT_KEYS, check_options
 
@@ -62,23 +63,6 @@ def _positive_int(text: str) -> int:
     return value
 
 
-def input_size_type(text: str) -> tuple[int, ...]:
-    """The argparse type of ``--input-size`` (shared with ``layerprof scale``)."""
-    try:
-        return parse_input_size(text)
-    except InvalidArgumentError as error:
-        raise argparse.ArgumentTypeError(str(error)) from None
-
-
-def input_sizes(loaded: LoadedModel, *given: Sequence[tuple[int, ...]] | None) -> Sequence[tuple[int, ...]]:
-    """The first sizes ``given`` (command line, then config file), else the model's own (torchvision
-    crop size, exported program's shapes), else :data:`DEFAULT_INPUT_SIZE`."""
-    for sizes in given:
-        if sizes:
-            return sizes
-    return loaded.input_sizes or (DEFAULT_INPUT_SIZE,)
-
-
 def add_parser(commands: Any) -> None:
     parser = commands.add_parser(
         "audit",
@@ -89,23 +73,11 @@ def add_parser(commands: Any) -> None:
             "anything unless --time is given. Exit 0: budgets hold; 1: a budget failed; 2: usage error."
         ),
     )
-    parser.add_argument(
-        "model", metavar="MODEL", help="torchvision:NAME, module:factory, file.py:factory or FILE.pt2"
-    )
-    parser.add_argument(
-        "--model-arg",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="keyword argument for the model factory, a Python literal where it parses (repeatable)",
-    )
-    parser.add_argument(
-        "--input-size",
-        action="append",
-        type=input_size_type,
-        default=None,
-        metavar="1,3,224,224",
-        help="input size, batch first (repeatable, one per input; default 1,3,224,224 or "
+    add_model_arguments(
+        parser,
+        model_help="torchvision:NAME, module:factory, file.py:factory or FILE.pt2",
+        size_metavar="1,3,224,224",
+        size_help="input size, batch first (repeatable, one per input; default 1,3,224,224 or "
         "the torchvision weights' crop size, or the exported program's shapes)",
     )
     parser.add_argument(

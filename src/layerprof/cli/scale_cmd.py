@@ -14,7 +14,7 @@ import warnings
 from dataclasses import replace
 from typing import Any
 
-from layerprof.cli.audit import input_size_type, input_sizes
+from layerprof.cli.model_args import add_model_arguments, input_sizes
 from layerprof.devices import get_link
 from layerprof.errors import InvalidArgumentError
 from layerprof.loader import load_model, parse_model_args
@@ -35,21 +35,11 @@ def add_parser(commands: Any) -> None:
             "over the link. Every GPU runs the input size's batch."
         ),
     )
-    parser.add_argument("model", metavar="MODEL", help="torchvision:NAME, module:factory or file.py:factory")
-    parser.add_argument(
-        "--model-arg",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="keyword argument for the model factory, a Python literal where it parses (repeatable)",
-    )
-    parser.add_argument(
-        "--input-size",
-        action="append",
-        type=input_size_type,
-        default=None,
-        metavar="32,3,224,224",
-        help="input size per GPU, batch first (repeatable, one per input; default 1,3,224,224 or "
+    add_model_arguments(
+        parser,
+        model_help="torchvision:NAME, module:factory or file.py:factory",
+        size_metavar="32,3,224,224",
+        size_help="input size per GPU, batch first (repeatable, one per input; default 1,3,224,224 or "
         "the torchvision weights' crop size)",
     )
     parser.add_argument(
