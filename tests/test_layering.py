@@ -27,8 +27,9 @@ ORDER: list[tuple[str, ...]] = [
     ("rollup", "timing", "backward_timing", "crosscheck", "device_table", "demonet", "plot"),
     ("render", "export"),  # a report as text and files
     ("report", "targets"),  # the Report facade; resolving target arguments
+    ("assemble", "sinks"),  # building a report from rows; where watch() sends its reports
     ("profiler", "training", "distributed", "scaling"),  # analyze / profile / Profiler / watch
-    ("budgets", "loader", "compare", "config", "html", "progress", "sinks"),  # audits
+    ("budgets", "loader", "compare", "config", "html", "progress"),  # audits
     ("cli", "pytest_plugin", "integrations"),  # faces for users
     ("__main__", "__init__"),
 ]

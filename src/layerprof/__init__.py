@@ -19,7 +19,7 @@ _EXPORTS: dict[str, str] = {
     "analyze": "layerprof.profiler",
     "profile": "layerprof.profiler",
     "Profiler": "layerprof.profiler",
-    "watch": "layerprof.sinks",
+    "watch": "layerprof.training",
     "Watcher": "layerprof.training",
     "Report": "layerprof.report",
     "LayerRow": "layerprof.records",
@@ -132,6 +132,5 @@ if TYPE_CHECKING:
     from layerprof.records import LayerRow, Verdict
     from layerprof.report import Report
     from layerprof.scaling import ScalingPrediction, predict_scaling
-    from layerprof.sinks import watch
-    from layerprof.training import Watcher
+    from layerprof.training import Watcher, watch
     from layerprof.whatif import ConvCost, conv_cost

@@ -6,18 +6,17 @@ import contextlib
 import logging
 import statistics
 import warnings
-import weakref
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
-from types import MappingProxyType, TracebackType
+from types import TracebackType
 from typing import Any
 
 import torch
 from torch import nn
 from torch.utils.hooks import RemovableHandle
 
+from layerprof.assemble import build_report, local_targets
 from layerprof.collect import ROOT_NAME, Collector, OpCounter
-from layerprof.devices import DeviceSpec, match_device_name
 from layerprof.dtypes import dtype_name, parse_dtype
 from layerprof.errors import ForwardError, InvalidArgumentError, InvalidModelError
 from layerprof.inputs import (
@@ -35,9 +34,7 @@ from layerprof.records import LayerRow
 from layerprof.report import Report
 from layerprof.targets import TargetArg, resolve_targets
 from layerprof.timing import LayerTimer, check_counts, kernel_times, measure, median_iqr, timed_rows
-from layerprof.totals import total_row
 from layerprof.twin import make_twin
-from layerprof.verdicts import judge
 
 logger = logging.getLogger(__name__)
 
@@ -119,38 +116,6 @@ def warn_unsupported(unsupported: Mapping[str, int]) -> None:
             "(see report.unsupported)",
             stacklevel=3,
         )
-
-
-def build_report(
-    model: nn.Module,
-    rows: Sequence[LayerRow],
-    unsupported: Mapping[str, int],
-    targets: Sequence[DeviceSpec],
-    spec: InputSpec | None,
-    kinds: Mapping[str, str],
-    *,
-    total_time_ms: float | None = None,
-    kernel_time_ms: Mapping[str, float] | None = None,
-    timed_on: frozenset[str] = frozenset(),
-) -> Report:
-    judged = [judge(row, targets, timed_on=timed_on) for row in rows]
-    total = total_row(judged, kind=type(model).__name__, time_ms=total_time_ms)
-    total = judge(total, targets, rows=judged, timed_on=timed_on)
-    timed = [r.time_ms for r in judged if r.time_ms is not None]
-    coverage = sum(timed) / total_time_ms if timed and total_time_ms else None
-    return Report(
-        layers=tuple(judged),
-        total=total,
-        unsupported=MappingProxyType(dict(unsupported)),
-        targets=tuple(targets),
-        coverage=coverage,
-        model_name=type(model).__name__,
-        inputs=spec,
-        module_kinds=MappingProxyType(dict(kinds)),
-        kernel_time_ms=None if kernel_time_ms is None else MappingProxyType(dict(kernel_time_ms)),
-        timed_on=timed_on,
-        _model=weakref.ref(model),
-    )
 
 
 def analyze(
@@ -249,17 +214,6 @@ def _run_device(model: nn.Module, args: tuple[Any, ...], kwargs: Mapping[str, An
         if isinstance(value, torch.Tensor):
             return value.device
     return torch.device("cpu")
-
-
-def local_targets(targets: Sequence[DeviceSpec], device: torch.device) -> frozenset[str]:
-    """The targets a time measured on ``device`` can be judged against: measured specs of this
-    machine, and the table entry of the CUDA device itself (profiling on an H100 against h100-sxm)."""
-    names = {t.name for t in targets if t.measured}
-    if device.type == "cuda" and torch.cuda.is_available():
-        entry = match_device_name(torch.cuda.get_device_name(device))
-        if entry is not None:
-            names |= {t.name for t in targets if t.name == entry.name}
-    return frozenset(names)
 
 
 def _on(device: torch.device) -> contextlib.AbstractContextManager[Any]:

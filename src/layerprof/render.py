@@ -64,6 +64,8 @@ def _headers(report: Report, timed: bool, with_phase: bool) -> list[str]:
     if with_phase:
         headers.append("phase")
     headers += ["kernel", "output", "params", "FLOPs", "bytes", "FLOP/B"]
+    if with_phase:
+        headers.append("bwd/fwd")  # a backward row's FLOPs over its forward row's
     if timed:
         headers += ["time ms", "IQR ms"]
     if report.kernel_time_ms is not None:
@@ -75,7 +77,7 @@ def _headers(report: Report, timed: bool, with_phase: bool) -> list[str]:
     return headers
 
 
-def _cells(row: LayerRow, report: Report, timed: bool, with_phase: bool) -> list[str]:
+def _cells(row: LayerRow, report: Report, timed: bool, with_phase: bool, ratio: str = "") -> list[str]:
     cells = [row.name, row.kind]
     if with_phase:
         cells.append(row.phase)
@@ -87,6 +89,8 @@ def _cells(row: LayerRow, report: Report, timed: bool, with_phase: bool) -> list
         binary_bytes(row.bytes_total),
         f"{row.intensity:.3g}",
     ]
+    if with_phase:
+        cells.append(ratio)
     if timed:
         cells += [milliseconds(row.time_ms), milliseconds(row.time_iqr_ms)]
     if report.kernel_time_ms is not None:
@@ -128,7 +132,7 @@ def _footer(report: Report) -> list[str]:
     if report.coverage is not None and report.total.time_ms is not None:
         lines.append(
             f"coverage: rows sum to {report.coverage:.0%} of the end-to-end "
-            f"{milliseconds(report.total.time_ms)} ms forward"
+            f"{milliseconds(report.total.time_ms)} ms {'step' if report.backward else 'forward'}"
         )
     if any("above-roof" in v.flags for r in report.layers for v in r.roofline.values()):
         lines.append("! faster than the roof allows: a counting or timing error, or cache reuse")
@@ -153,10 +157,21 @@ def table(
     rows = select_rows(report, depth, sort, top)
     timed = report.total.time_ms is not None or any(r.time_ms is not None for r in rows)
     with_phase = any(r.phase == "backward" for r in rows)
-    body = [_cells(r, report, timed, with_phase) for r in rows]
-    body.append(_cells(report.total, report, timed, with_phase))
+    forward_flops = {r.name: r.flops for r in rows if r.phase == "forward"}
+    body = [_cells(r, report, timed, with_phase, _ratio(r, forward_flops.get(r.name))) for r in rows]
+    forward_total = sum(r.flops for r in report.layers if r.phase == "forward")
+    backward_total = sum(r.flops for r in report.layers if r.phase == "backward")
+    total_ratio = f"{backward_total / forward_total:.2f}" if with_phase and forward_total else ""
+    body.append(_cells(report.total, report, timed, with_phase, total_ratio))
     text = tabulate(body, headers=_headers(report, timed, with_phase), tablefmt=fmt, disable_numparse=True)
     return "\n".join([_title(report), CONVENTION, text, *_footer(report)])
+
+
+def _ratio(row: LayerRow, forward_flops: int | None) -> str:
+    """``bwd/fwd`` of a backward row: its FLOPs over those of the forward row of the same name."""
+    if row.phase != "backward" or not forward_flops:
+        return ""
+    return f"{row.flops / forward_flops:.2f}"
 
 
 def _title(report: Report) -> str:

@@ -1,0 +1,113 @@
+"""LayerProfCallback in a real (tiny, CPU) Lightning run; and a clear error where Lightning is missing."""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from typing import Any
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+def test_import_without_lightning_names_the_package(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in [
+        n for n in sys.modules if n == "lightning" or n.startswith(("lightning.", "layerprof.integrations."))
+    ]:
+        monkeypatch.delitem(sys.modules, name)
+    monkeypatch.setitem(sys.modules, "lightning", None)  # what an absent package looks like to import
+    with pytest.raises(ImportError, match="pip install lightning"):
+        importlib.import_module("layerprof.integrations.lightning")
+
+
+def lightning_classes() -> tuple[Any, type, type]:
+    """Lightning, a tiny LightningModule and a logger that keeps what it is given (skips without it)."""
+    lightning = pytest.importorskip("lightning")
+    from lightning.pytorch.loggers import Logger
+
+    class TinyModule(lightning.LightningModule):  # type: ignore[misc,name-defined]
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv = nn.Conv2d(3, 4, 3, padding=1)
+            self.relu = nn.ReLU(inplace=True)
+            self.fc = nn.Linear(4, 5)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.fc(self.relu(self.conv(x)).mean(dim=(2, 3)))  # type: ignore[no-any-return]
+
+        def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
+            x, y = batch
+            return F.cross_entropy(self(x), y)
+
+        def configure_optimizers(self) -> torch.optim.Optimizer:
+            return torch.optim.SGD(self.parameters(), lr=0.1)
+
+    class MemoryLogger(Logger):  # type: ignore[misc]
+        def __init__(self) -> None:
+            super().__init__()
+            self.logged: list[tuple[dict[str, float], int | None]] = []
+
+        @property
+        def name(self) -> str:
+            return "memory"
+
+        @property
+        def version(self) -> str:
+            return "0"
+
+        def log_metrics(self, metrics: dict[str, float], step: int | None = None) -> None:
+            self.logged.append((dict(metrics), step))
+
+        def log_hyperparams(self, params: Any, *args: Any, **kwargs: Any) -> None:
+            pass
+
+    return lightning, TinyModule, MemoryLogger
+
+
+def test_callback_logs_per_layer_metrics_and_removes_its_hooks() -> None:
+    lightning, TinyModule, MemoryLogger = lightning_classes()
+    from layerprof.integrations.lightning import LayerProfCallback
+
+    torch.manual_seed(0)
+    data = torch.utils.data.TensorDataset(torch.randn(32, 3, 8, 8), torch.randint(0, 5, (32,)))
+    loader = torch.utils.data.DataLoader(data, batch_size=4)
+    module = TinyModule()
+    logger = MemoryLogger()
+    callback = LayerProfCallback(every_n_steps=3, target="t4")
+    trainer = lightning.Trainer(
+        max_steps=7,
+        accelerator="cpu",
+        logger=logger,
+        callbacks=[callback],
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+    )
+    trainer.fit(module, loader)
+
+    sampled = [
+        (metrics, step) for metrics, step in logger.logged if any(k.startswith("layerprof/") for k in metrics)
+    ]
+    assert len(sampled) == 2  # forwards 3/4 and 6/7 (7 steps)
+    metrics, step = sampled[0]
+    assert step == 3  # the 4th batch's backward ends the sample: 3 optimizer steps are done
+    assert metrics["layerprof/conv/time_ms"] > 0
+    assert metrics["layerprof/conv/backward_time_ms"] > 0
+    assert metrics["layerprof/fc/compute_bound"] in (0.0, 1.0)
+    assert metrics["layerprof/total/time_ms"] > 0
+    report = callback.last_report
+    assert report is not None and report.row("conv", "backward").time_ms is not None
+    assert callback.watcher is None
+    hooks = sum(len(m._forward_pre_hooks) + len(m._forward_hooks) for m in module.modules())
+    assert hooks == 0
+
+
+def test_every_n_steps_is_checked() -> None:
+    lightning_classes()
+    from layerprof.errors import InvalidArgumentError
+    from layerprof.integrations.lightning import LayerProfCallback
+
+    with pytest.raises(InvalidArgumentError, match="every_n_steps"):
+        LayerProfCallback(every_n_steps=0)
