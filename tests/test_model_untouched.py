@@ -154,3 +154,26 @@ def test_the_report_does_not_keep_the_model_alive() -> None:
     gc.collect()
     assert alive() is None
     assert report.total.params > 0
+
+
+def test_the_models_own_hook_dicts_never_hold_a_hook_while_it_is_counted_or_timed() -> None:
+    # layerprof walks a twin: its hooks go in the twin's own dictionaries, never the model's, not
+    # even for the length of one forward.
+    seen: list[int] = []
+
+    class Spy(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv = nn.Conv2d(3, 4, 3)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            dicts = (model._forward_hooks, model._forward_pre_hooks, model.conv._forward_hooks)
+            seen.append(sum(len(d) for d in (*dicts, model.conv._forward_pre_hooks)))
+            return self.conv(x)  # type: ignore[no-any-return]
+
+    model = Spy()
+    layerprof.analyze(model, input_size=(1, 3, 8, 8))
+    layerprof.analyze(model, torch.randn(1, 3, 8, 8))
+    layerprof.profile(model, torch.randn(1, 3, 8, 8), target=None, warmup=1, repeat=2)
+    assert len(seen) >= 4
+    assert seen == [0] * len(seen)

@@ -171,8 +171,9 @@ class Collector:
     def __init__(self, root: nn.Module, *, track_backward: bool = False) -> None:
         self.root = root
         self.track_backward = track_backward
-        self._names = {id(m): (name or ROOT_NAME) for name, m in root.named_modules()}
-        self._modules: dict[int, nn.Module] = {id(m): m for _, m in root.named_modules()}
+        named = list(root.named_modules())
+        self._names = {id(m): (name or ROOT_NAME) for name, m in named}
+        self._modules: dict[int, nn.Module] = {id(m): m for _, m in named}
         self._stack: list[nn.Module] = []
         self._states: dict[int, _ModuleState] = {}
         self._rows: dict[RowKey, _Acc] = {}

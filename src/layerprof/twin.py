@@ -12,7 +12,6 @@ not write them) and buffers are cloned.
 
 from __future__ import annotations
 
-import copy
 from collections import OrderedDict
 from typing import Any
 
@@ -58,9 +57,12 @@ class _TwinMaker:
         known = self.modules.get(id(original))
         if known is not None:
             return known
-        clone = copy.copy(original)
+        # A shallow copy without copy.copy's __reduce_ex__ round trip (a third of the twin's cost).
+        cls = type(original)
+        clone = cls.__new__(cls)
+        state = dict(original.__dict__)
+        object.__setattr__(clone, "__dict__", state)
         self.modules[id(original)] = clone
-        state = clone.__dict__
         state["_parameters"] = {
             name: None if p is None else self.tensor(p, is_buffer=False)
             for name, p in original._parameters.items()
@@ -72,7 +74,7 @@ class _TwinMaker:
         state["_modules"] = {
             name: None if child is None else self.module(child) for name, child in original._modules.items()
         }
-        for hooks in _HOOK_DICTS:
+        for hooks in _HOOK_DICTS:  # every one, empty too: hooks added to the twin must not reach the model
             if hooks in state:
                 state[hooks] = OrderedDict(state[hooks])
         if self.to_meta:
