@@ -177,3 +177,10 @@ def test_the_models_own_hook_dicts_never_hold_a_hook_while_it_is_counted_or_time
     layerprof.profile(model, torch.randn(1, 3, 8, 8), target=None, warmup=1, repeat=2)
     assert len(seen) >= 4
     assert seen == [0] * len(seen)
+
+
+def test_fx_graph_modules_are_counted() -> None:
+    # A GraphModule's class is made per instance by its __new__: the twin must keep that class.
+    traced = torch.fx.symbolic_trace(nn.Sequential(nn.Conv2d(3, 8, 3), nn.ReLU()))
+    report = layerprof.analyze(traced, input_size=(1, 3, 8, 8))
+    assert report.total.matrix_flops == 2 * 8 * 6 * 6 * 3 * 9  # N * C_out * H_out * W_out * C_in * k * k

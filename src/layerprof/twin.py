@@ -58,8 +58,8 @@ class _TwinMaker:
         if known is not None:
             return known
         # A shallow copy without copy.copy's __reduce_ex__ round trip (a third of the twin's cost).
-        cls = type(original)
-        clone = cls.__new__(cls)
+        # object.__new__, not cls.__new__: a GraphModule's __new__ makes a fresh class with no forward.
+        clone = object.__new__(type(original))
         state = dict(original.__dict__)
         object.__setattr__(clone, "__dict__", state)
         self.modules[id(original)] = clone
