@@ -491,7 +491,8 @@ class PlainCount(TorchDispatchMode):  # type: ignore[no-untyped-call]
         if cost is not None:
             self.flops += cost.total
             self.matrix_flops += cost.matrix
-        read_from = list(args[1:] if func in WRITE_ONLY_DESTINATION else args)
+        skip = WRITE_ONLY_DESTINATION.get(func)
+        read_from = list(args if skip is None else args[:skip] + args[skip + 1 :])
         out_names = {a.name for a in func._schema.arguments if a.is_out}
         read_from += [v for k, v in kwargs.items() if k not in out_names]
         self.bytes_read += sum(_nbytes(t) for t in _distinct(read_from))
@@ -613,3 +614,58 @@ def test_backward_matrix_flops_match_flop_counter_on_resnet18() -> None:
     model.zero_grad(set_to_none=True)
     # resnet18 has no grouped convolution, where torch's counter ignores groups in the weight gradient.
     assert report.total.matrix_flops == counter.get_total_flops()
+
+
+def test_tf32_follows_torchs_switch_for_each_kind_of_matrix_work() -> None:
+    # cuDNN's switch (on by default) governs convolutions, cuBLAS's (off by default) GEMMs.
+    a100 = layerprof.get_device("a100-40gb")
+    saved = (torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32)
+    try:
+        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = True, False
+        model = nn.Sequential(
+            nn.Conv2d(64, 64, 3, bias=False), nn.Flatten(), nn.Linear(64 * 6 * 6, 4096, bias=False)
+        )
+        report = layerprof.analyze(model, input_size=(64, 64, 8, 8), target=a100)
+        conv, linear = report.row("0"), report.row("2")
+        conv_s = conv.matrix_flops / a100.peak_flops_per_s("float32", "matrix", allow_tf32=True)
+        linear_s = linear.matrix_flops / a100.peak_flops_per_s("float32", "matrix")  # no TF32
+        memory_conv = conv.bytes_total / a100.memory_bandwidth_bytes_per_s
+        memory_linear = linear.bytes_total / a100.memory_bandwidth_bytes_per_s
+        assert conv.roofline_time_ms == pytest.approx(max(conv_s, memory_conv) * 1e3)
+        assert linear.roofline_time_ms == pytest.approx(max(linear_s, memory_linear) * 1e3)
+    finally:
+        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = saved
+
+
+def test_float64_rows_are_priced_at_a_float64_peak() -> None:
+    device = layerprof.DeviceSpec(
+        name="fp64-device",
+        full_name="a device with a slow float64 unit",
+        kind="cpu",
+        memory_bandwidth_bytes_per_s=1e11,
+        matrix_peak_flops_per_s={"float32": 1e13, "float64": 1e11},
+        vector_peak_flops_per_s={"float32": 1e12, "float64": 1e10},
+    )
+    model = nn.Sequential(nn.Linear(1024, 1024, bias=False)).double()
+    report = layerprof.analyze(model, torch.randn(1024, 1024, dtype=torch.float64), target=device)
+    row = report.row("0")
+    assert row.dtype == "float64"
+    compute_s = 2 * 1024 * 1024 * 1024 / 1e11  # 2 * M * N * K at the float64 matrix peak
+    assert row.roofline_time_ms == pytest.approx(compute_s * 1e3)
+
+
+def test_a_broadcast_input_is_read_once_not_once_per_copy() -> None:
+    class Token(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.token = nn.Parameter(torch.zeros(1, 1, 8))
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return torch.cat([self.token.expand(x.shape[0], -1, -1), x], dim=1)
+
+    report = layerprof.analyze(Token(), input_size=(256, 5, 8))
+    (row,) = report.layers
+    # reads x (256 * 5 * 8) and the token's 8 elements once (expanded 256 times with stride 0);
+    # writes 256 * 6 * 8.
+    assert row.bytes_read == (256 * 5 * 8 + 8) * 4
+    assert row.bytes_written == 256 * 6 * 8 * 4

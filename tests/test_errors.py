@@ -157,3 +157,32 @@ def test_inputs_on_cpu_for_a_model_on_cuda() -> None:
     model = ConvBnReluNet().cuda()
     with pytest.raises(DeviceMismatchError, match="cpu"):
         layerprof.analyze(model, torch.randn(1, 3, 8, 8))
+
+
+def test_a_size_is_refused_only_when_the_forward_fails() -> None:
+    # The first convolution registered (a Conv1d gate) is not the first to run: the size is fine.
+    class GatedStem(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.gate = nn.Conv1d(1, 1, 3, padding=1)
+            self.stem = nn.Conv2d(3, 16, 3)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            x = self.stem(x)
+            weights = self.gate(x.mean((2, 3)).unsqueeze(1)).squeeze(1)
+            return x * weights[:, :, None, None]
+
+    report = layerprof.analyze(GatedStem(), input_size=(1, 3, 8, 8))
+    assert report.row("stem").matrix_flops == 2 * 16 * 6 * 6 * 3 * 9
+
+
+@pytest.mark.parametrize("target", [5, [], {"t4"}], ids=["int", "empty-list", "set"])
+def test_a_target_of_the_wrong_kind_is_named(target: object) -> None:
+    with pytest.raises(layerprof.InvalidArgumentError, match="target"):
+        layerprof.analyze(nn.Conv2d(3, 4, 1), input_size=(1, 3, 4, 4), target=target)  # type: ignore[arg-type]
+
+
+def test_backward_without_a_trainable_output_is_a_usage_error_not_a_failed_forward() -> None:
+    with pytest.raises(layerprof.InvalidArgumentError, match="requires grad") as caught:
+        layerprof.analyze(nn.Sequential(nn.ReLU()), input_size=(1, 3), backward=True)
+    assert not isinstance(caught.value, layerprof.ForwardError)

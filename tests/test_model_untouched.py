@@ -184,3 +184,20 @@ def test_fx_graph_modules_are_counted() -> None:
     traced = torch.fx.symbolic_trace(nn.Sequential(nn.Conv2d(3, 8, 3), nn.ReLU()))
     report = layerprof.analyze(traced, input_size=(1, 3, 8, 8))
     assert report.total.matrix_flops == 2 * 8 * 6 * 6 * 3 * 9  # N * C_out * H_out * W_out * C_in * k * k
+
+
+def test_a_plain_tensor_attribute_updated_in_forward_is_left_alone() -> None:
+    class Scaled(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv = nn.Conv2d(3, 4, 3)
+            self.scale = torch.ones(1)  # neither a parameter nor a buffer
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            self.scale.mul_(2)  # a running statistic kept by hand
+            return self.conv(x) * self.scale  # type: ignore[no-any-return]
+
+    model = Scaled()
+    layerprof.analyze(model, torch.randn(1, 3, 8, 8))
+    layerprof.profile(model, torch.randn(1, 3, 8, 8), target=None, warmup=1, repeat=2)
+    assert torch.equal(model.scale, torch.ones(1))

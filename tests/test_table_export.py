@@ -39,6 +39,10 @@ def check_golden(name: str, text: str) -> None:
 def assert_sums(rows: list[LayerRow], total: LayerRow) -> None:
     for field in SUMMED:
         assert sum(getattr(r, field) for r in rows) == getattr(total, field), field
+    # The roofline time column adds up too: a rolled-up row's is the sum of its members'.
+    for target, verdict in total.roofline.items():
+        column = sum(r.roofline[target].roofline_time_ms for r in rows)
+        assert column == pytest.approx(verdict.roofline_time_ms, rel=1e-12), target
 
 
 def test_demonet_table_golden(report: Report) -> None:

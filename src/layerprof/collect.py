@@ -41,7 +41,7 @@ class _OpInfo:
     name: str
     packet: str
     out_args: frozenset[str]
-    write_only_destination: bool
+    write_only_destination: int | None  # the position of an argument written but not read
 
 
 class _Acc:
@@ -109,6 +109,20 @@ def _floating_dtype(args: tuple[Any, ...]) -> str | None:
     return None
 
 
+def _footprint_elements(tensor: torch.Tensor) -> int:
+    """Elements of memory a tensor spans: its numel, or less for a broadcast view (stride 0), whose
+    repeated elements are one element in memory (a class token expanded over the batch)."""
+    if tensor.is_contiguous():
+        return tensor.numel()
+    count = tensor.numel()
+    if count == 0:
+        return 0
+    span = 1 + sum(
+        (size - 1) * abs(stride) for size, stride in zip(tensor.shape, tensor.stride(), strict=True)
+    )
+    return min(count, span)
+
+
 def _add_bytes(values: Iterable[Any], seen: set[int]) -> int:
     """Bytes of the tensors in ``values`` (and in lists among them) not in ``seen``; adds them to it."""
     total = 0
@@ -116,7 +130,7 @@ def _add_bytes(values: Iterable[Any], seen: set[int]) -> int:
         if isinstance(value, torch.Tensor):
             if id(value) not in seen:
                 seen.add(id(value))
-                total += value.numel() * value.element_size()
+                total += _footprint_elements(value) * value.element_size()
         elif isinstance(value, (list, tuple)):
             total += _add_bytes(value, seen)
     return total
@@ -130,7 +144,7 @@ def _describe(func: OpOverload) -> _OpInfo:
         name=func.overloadpacket.__name__.rstrip("_") or func.overloadpacket.__name__,
         packet=str(func.overloadpacket),
         out_args=frozenset(a.name for a in schema.arguments if a.is_out),
-        write_only_destination=func in WRITE_ONLY_DESTINATION,
+        write_only_destination=WRITE_ONLY_DESTINATION.get(func),
     )
 
 
@@ -367,7 +381,8 @@ class Collector:
             written_args = cost.written_args
 
         seen: set[int] = set()
-        read = _add_bytes(args[1:] if info.write_only_destination else args, seen)
+        skip = info.write_only_destination
+        read = _add_bytes(args if skip is None else args[:skip] + args[skip + 1 :], seen)
         if kwargs:
             read += _add_bytes([v for k, v in kwargs.items() if k not in info.out_args], seen)
         written_outputs_of = out[:written_outputs] if written_outputs is not None else (out,)

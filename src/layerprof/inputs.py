@@ -107,8 +107,10 @@ def to_meta(args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> tuple[tuple[Any
     return tuple(convert(a) for a in args), {k: convert(v) for k, v in kwargs.items()}
 
 
-def check_rank(model: nn.Module, spec: InputSpec) -> None:
-    """A convolutional model's first layer fixes the rank (and channels) its first input must have."""
+def check_rank(model: nn.Module, spec: InputSpec, failure: Exception) -> None:
+    """After a forward at ``spec`` failed: raise a clear error if the first input does not fit the
+    model's first convolution (in registration order, a guess, so it is only used to explain a
+    failure, never to refuse a size up front)."""
     first_input = spec.positional[0] if spec.positional else None
     if first_input is None:
         return
@@ -121,12 +123,12 @@ def check_rank(model: nn.Module, spec: InputSpec) -> None:
                     f"input_size {shape} has rank {len(shape)}, but the first layer {name} "
                     f"({type(module).__name__}) expects rank {expected} (batch, channels, "
                     f"{len(module.kernel_size)} spatial)"
-                )
+                ) from failure
             if shape[1] != module.in_channels:
                 raise InvalidArgumentError(
                     f"input_size {shape} has {shape[1]} channels, but the first layer {name} "
                     f"({type(module).__name__}) takes {module.in_channels}"
-                )
+                ) from failure
             return
         if isinstance(module, nn.Linear):
             return

@@ -9,7 +9,7 @@ import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from types import TracebackType
-from typing import Any
+from typing import Any, Protocol
 
 import torch
 from torch import nn
@@ -18,7 +18,7 @@ from torch.utils.hooks import RemovableHandle
 from layerprof.assemble import build_report, local_targets
 from layerprof.collect import ROOT_NAME, Collector, OpCounter
 from layerprof.dtypes import dtype_name, parse_dtype
-from layerprof.errors import ForwardError, InvalidArgumentError, InvalidModelError
+from layerprof.errors import ForwardError, InvalidArgumentError, InvalidModelError, LayerprofError
 from layerprof.inputs import (
     Inputs,
     InputSpec,
@@ -73,6 +73,8 @@ def count(
             output = twin(*args, **kwargs)
             if backward:
                 _training_loss(output).backward()  # type: ignore[no-untyped-call]
+    except LayerprofError:
+        raise  # a bad argument found on the way (no output needs a gradient): not a failed forward
     except Exception as error:
         layer = collector.running_layer or "(before the first layer)"
         raise ForwardError(
@@ -157,11 +159,15 @@ def analyze(
                 f"dtype {run_dtype} is not a floating dtype (nor int8); analyze runs the model in it"
             )
         spec = sizes_to_spec(input_size, run_dtype)
-        check_rank(model, spec)
         args, kwargs = spec.make("meta")
-        rows, unsupported, kinds = count(
-            model, args, kwargs, to_meta_device=True, dtype=run_dtype, backward=backward
-        )
+        try:
+            rows, unsupported, kinds = count(
+                model, args, kwargs, to_meta_device=True, dtype=run_dtype, backward=backward
+            )
+        except ForwardError as error:
+            # Most often the size itself: say so when it does not fit the model's first convolution.
+            check_rank(model, spec, error)
+            raise
         if int8:
             rows = [replace(r, dtype="int8") if r.dtype == dtype_name(INT8_STAND_IN) else r for r in rows]
     else:
@@ -225,6 +231,12 @@ def _module_calls(rows: Sequence[LayerRow]) -> int:
     return sum(max(0, row.calls - 1) for row in rows if "/" not in row.name)
 
 
+class ReportGather(Protocol):
+    """What :func:`profile` asks of a ``gather`` helper (:class:`layerprof.RankGather` is one)."""
+
+    def finish(self, report: Report, step: int) -> Report: ...
+
+
 def profile(
     model: nn.Module,
     inputs: Inputs,
@@ -233,6 +245,7 @@ def profile(
     warmup: int = 5,
     repeat: int = 20,
     kernel_time: bool = False,
+    gather: ReportGather | None = None,
 ) -> Report:
     """Count FLOPs and bytes per layer, then time every layer on this machine (the model's device).
 
@@ -251,9 +264,14 @@ def profile(
       row times over it: above 1 by the hooks' cost, below 1 by time spent outside every row.
     * ``kernel_time=True`` (model on CUDA only) adds one forward under ``torch.profiler``:
       ``report.kernel_time_ms`` maps each row to the duration of the CUDA kernels it launched.
+    * ``gather=layerprof.RankGather()`` under ``torch.distributed``: every rank profiles its own
+      model, and rank 0 returns one report of all ranks (row times the medians over the ranks,
+      ``report.ranks`` each rank's); the other ranks return their own. Every rank must call it.
     """
     model = check_model(model)
     check_counts(warmup, repeat)
+    if gather is not None and not callable(getattr(gather, "finish", None)):
+        raise InvalidArgumentError(f"gather must be a layerprof.RankGather, got {gather!r:.80}")
     if not isinstance(kernel_time, bool):
         raise InvalidArgumentError(f"kernel_time must be True or False, got {kernel_time!r}")
     args, kwargs = split_inputs(inputs)
@@ -300,7 +318,7 @@ def profile(
     rows = timed_rows(rows, measurement.timings, targets)
     warn_unsupported(unsupported)
     end_to_end_ms = statistics.median(measurement.end_to_end_ms)
-    return build_report(
+    report = build_report(
         model,
         rows,
         unsupported,
@@ -311,6 +329,7 @@ def profile(
         kernel_time_ms=kernels,
         timed_on=local_targets(targets, where),
     )
+    return report if gather is None else gather.finish(report, 0)
 
 
 _KEPT_VALUES = (bool, int, float, complex, str, type(None))

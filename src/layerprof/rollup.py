@@ -66,7 +66,7 @@ def merge(
         time_ms=time_ms,
         time_iqr_ms=None,
     )
-    return judge(merged, targets, timed_on=timed_on)
+    return judge(merged, targets, rows=rows, timed_on=timed_on)
 
 
 def roll_up(

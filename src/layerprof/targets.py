@@ -14,7 +14,16 @@ def resolve_targets(target: TargetArg) -> tuple[DeviceSpec, ...]:
     """DeviceSpecs for a name, a spec, ``"auto"`` (this machine, measured) or a list of those."""
     if target is None:
         return ()
-    items = [target] if isinstance(target, (str, DeviceSpec)) else list(target)
+    if isinstance(target, (str, DeviceSpec)):
+        items: list[object] = [target]
+    elif isinstance(target, (list, tuple)):
+        items = list(target)
+        if not items:
+            raise InvalidArgumentError("target is an empty list; pass None for no target")
+    else:
+        raise InvalidArgumentError(
+            f"target must be a device name, a DeviceSpec, 'auto' or a list of them, got {target!r:.80}"
+        )
     specs: list[DeviceSpec] = []
     for item in items:
         if isinstance(item, DeviceSpec):

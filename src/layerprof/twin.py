@@ -7,7 +7,9 @@ never written to, not even for the length of one forward.
 
 On the meta device every floating tensor becomes an empty meta tensor (optionally of another dtype):
 shape propagation only, no compute and no memory. Otherwise parameters are shared (the forward does
-not write them) and buffers are cloned.
+not write them) and buffers and plain tensor attributes are cloned. The model's own forward hooks
+stay on the twin (copied, not shared), since they may be part of what the forward computes
+(pruning masks); a hook that records what it sees will see the twin's forwards too.
 """
 
 from __future__ import annotations
@@ -77,10 +79,11 @@ class _TwinMaker:
         for hooks in _HOOK_DICTS:  # every one, empty too: hooks added to the twin must not reach the model
             if hooks in state:
                 state[hooks] = OrderedDict(state[hooks])
-        if self.to_meta:
-            for name, value in list(state.items()):
-                if isinstance(value, torch.Tensor) and not name.startswith("_"):
-                    state[name] = self.tensor(value, is_buffer=True)
+        # Plain tensor attributes (neither parameter nor buffer) are treated like buffers: a forward
+        # may update them in place (a running scale), and that must land in the twin's copy.
+        for name, value in list(state.items()):
+            if isinstance(value, torch.Tensor):
+                state[name] = self.tensor(value, is_buffer=True)
         return clone
 
 

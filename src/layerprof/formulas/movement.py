@@ -5,13 +5,15 @@ do no arithmetic: 0 FLOPs, but the counter still charges every byte they read an
 
 Free ops move nothing and cost nothing: views (any op whose schema returns an alias of an input),
 metadata-only in-place views (``as_strided_``, ``squeeze_``, ...), ``.item()``, and allocations
-whose memory is not written (``empty``). :data:`WRITE_ONLY_DESTINATION` lists in-place ops that
-overwrite their first argument without reading it (``copy_``, ``fill_``, ``zero_``).
+whose memory is not written (``empty``). :data:`WRITE_ONLY_DESTINATION` maps the ops that
+overwrite an argument without reading it (``copy_``, ``fill_``, ``zero_``: the first; ``_copy_from``:
+the second) to that argument's position.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from types import MappingProxyType
 from typing import Any
 
 import torch
@@ -56,10 +58,12 @@ FREE_OPS: frozenset[OpOverload] = frozenset(
     for overload in overload_names(packet)
 )
 
-WRITE_ONLY_DESTINATION: frozenset[OpOverload] = frozenset(
-    getattr(packet, overload)
-    for packet in (aten.copy_, aten.fill_, aten.zero_, aten._copy_from)
-    for overload in overload_names(packet)
+WRITE_ONLY_DESTINATION: Mapping[OpOverload, int] = MappingProxyType(
+    {
+        getattr(packet, overload): position
+        for packet, position in ((aten.copy_, 0), (aten.fill_, 0), (aten.zero_, 0), (aten._copy_from, 1))
+        for overload in overload_names(packet)
+    }
 )
 
 
