@@ -28,7 +28,8 @@ ORDER: list[tuple[str, ...]] = [
     ("render", "export"),  # a report as text and files
     ("report", "targets"),  # the Report facade; resolving target arguments
     ("assemble", "sinks"),  # building a report from rows; where watch() sends its reports
-    ("profiler", "training", "distributed", "scaling"),  # analyze / profile / Profiler / watch
+    ("distributed",),  # gathering ranks' samples to rank 0, timing DDP's all-reduce
+    ("profiler", "training", "scaling"),  # analyze / profile / Profiler / watch
     ("budgets", "loader", "compare", "config", "html", "progress"),  # audits
     ("cli", "pytest_plugin", "integrations"),  # faces for users
     ("__main__", "__init__"),

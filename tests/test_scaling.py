@@ -20,6 +20,7 @@ from types import MappingProxyType
 
 import pytest
 import torch
+from torch import nn
 
 import layerprof
 from layerprof.cli import main
@@ -383,3 +384,18 @@ def test_devices_lists_the_links(capsys: pytest.CaptureFixture[str]) -> None:
     line = next(line for line in out.splitlines() if line.startswith("nvlink4 "))
     assert "450" in line  # 900 GB/s both ways / 2
     assert all(link.name in out for link in LINKS)
+
+
+def test_a_gathered_reports_allreduce_row_is_not_counted_twice() -> None:
+    from dataclasses import replace
+
+    from layerprof.distributed import ALLREDUCE_ROW
+
+    report = layerprof.analyze(
+        nn.Sequential(nn.Linear(64, 64)), input_size=(8, 64), target="h100-sxm", backward=True
+    )
+    allreduce = replace(report.layers[-1], name=ALLREDUCE_ROW, kind="allreduce", bytes_read=10**9)
+    with_row = replace(report, layers=(*report.layers, allreduce))
+    plain = layerprof.predict_scaling(report, gpus=[1, 2], link="nvlink4")
+    gathered = layerprof.predict_scaling(with_row, gpus=[1, 2], link="nvlink4")
+    assert gathered.row(2).step_ms == plain.row(2).step_ms

@@ -524,3 +524,21 @@ def test_bad_arguments_are_named(kwargs: dict[str, object], named: str) -> None:
 def test_model_must_be_a_module() -> None:
     with pytest.raises(InvalidModelError):
         layerprof.watch(lambda x: x, target=None)  # type: ignore[arg-type]
+
+
+def test_a_sampled_forward_that_raises_leaves_nothing_behind() -> None:
+    from torch.utils._python_dispatch import _get_current_dispatch_mode_stack
+
+    model = nn.Sequential(nn.Linear(4, 4), nn.ReLU())
+    watcher = layerprof.watch(model, every=1, target=None, sink=lambda report: None)
+    try:
+        with pytest.raises(RuntimeError):
+            model(torch.randn(2, 5))  # the wrong width: the sampled (counted) forward raises
+        # Right after the exception, before any other forward: only the watcher's root pre-hook.
+        assert not _get_current_dispatch_mode_stack()
+        assert hooks_on(model) == 1
+        assert not watcher.in_flight
+        model(torch.randn(2, 4)).sum().backward()  # and sampling goes on
+    finally:
+        watcher.remove()
+    assert hooks_on(model) == 0

@@ -22,6 +22,10 @@ _EXPORTS: dict[str, str] = {
     "watch": "layerprof.training",
     "Watcher": "layerprof.training",
     "Report": "layerprof.report",
+    "RankTimes": "layerprof.report",
+    "AllreduceTime": "layerprof.report",
+    "RankGather": "layerprof.distributed",
+    "GatherError": "layerprof.distributed",
     "LayerRow": "layerprof.records",
     "Verdict": "layerprof.records",
     "DeviceSpec": "layerprof.devices",
@@ -54,6 +58,7 @@ _EXPORTS: dict[str, str] = {
 }
 
 __all__ = [
+    "AllreduceTime",
     "BudgetResult",
     "Budgets",
     "ConvCost",
@@ -63,6 +68,7 @@ __all__ = [
     "DeviceSpec",
     "Disagreement",
     "ForwardError",
+    "GatherError",
     "InvalidArgumentError",
     "InvalidDeviceSpecError",
     "InvalidModelError",
@@ -71,6 +77,8 @@ __all__ = [
     "LinkSpec",
     "ModelLoadError",
     "Profiler",
+    "RankGather",
+    "RankTimes",
     "Report",
     "ScalingPrediction",
     "UnknownDeviceError",
@@ -117,6 +125,7 @@ if TYPE_CHECKING:
         list_links,
         load_devices,
     )
+    from layerprof.distributed import GatherError, RankGather
     from layerprof.errors import (
         DeviceMismatchError,
         ForwardError,
@@ -130,7 +139,7 @@ if TYPE_CHECKING:
     from layerprof.measure import measure_device
     from layerprof.profiler import Profiler, analyze, profile
     from layerprof.records import LayerRow, Verdict
-    from layerprof.report import Report
+    from layerprof.report import AllreduceTime, RankTimes, Report
     from layerprof.scaling import ScalingPrediction, predict_scaling
     from layerprof.training import Watcher, watch
     from layerprof.whatif import ConvCost, conv_cost

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 from layerprof.records import LayerRow, Verdict
 
 if TYPE_CHECKING:
-    from layerprof.report import Report
+    from layerprof.report import AllreduceTime, Report
 
 SCHEMA_VERSION = 1
 
@@ -69,10 +69,31 @@ def to_dict(report: Report) -> dict[str, Any]:
         "coverage": report.coverage,
         "timed_on": sorted(report.timed_on),
         "kernel_time_ms": None if report.kernel_time_ms is None else dict(report.kernel_time_ms),
+        "ranks": _ranks_dict(report),
+        "allreduce": None if report.allreduce is None else _allreduce_dict(report.allreduce),
         "unsupported": dict(report.unsupported),
         "layers": [row_dict(r) for r in report.layers],
         "total": row_dict(report.total),
     }
+
+
+def _ranks_dict(report: Report) -> dict[str, Any] | None:
+    ranks = report.ranks
+    if ranks is None:
+        return None
+    return {
+        "world_size": ranks.world_size,
+        "straggler_threshold": ranks.straggler_threshold,
+        "total_ms": list(ranks.total_ms),
+        "rows": [
+            {"phase": phase, "name": name, "time_ms": list(times)}
+            for (phase, name), times in ranks.rows_ms.items()
+        ],
+    }
+
+
+def _allreduce_dict(allreduce: AllreduceTime) -> dict[str, Any]:
+    return {f.name: getattr(allreduce, f.name) for f in fields(allreduce)}
 
 
 def _write(text: str, path: str | Path | None) -> str:

@@ -17,6 +17,7 @@ from torch.utils.hooks import RemovableHandle
 
 from layerprof.assemble import build_report, local_targets
 from layerprof.collect import ROOT_NAME, Collector, OpCounter
+from layerprof.distributed import default_gather
 from layerprof.dtypes import dtype_name, parse_dtype
 from layerprof.errors import ForwardError, InvalidArgumentError, InvalidModelError, LayerprofError
 from layerprof.inputs import (
@@ -245,7 +246,7 @@ def profile(
     warmup: int = 5,
     repeat: int = 20,
     kernel_time: bool = False,
-    gather: ReportGather | None = None,
+    gather: ReportGather | bool | None = None,
 ) -> Report:
     """Count FLOPs and bytes per layer, then time every layer on this machine (the model's device).
 
@@ -264,13 +265,15 @@ def profile(
       row times over it: above 1 by the hooks' cost, below 1 by time spent outside every row.
     * ``kernel_time=True`` (model on CUDA only) adds one forward under ``torch.profiler``:
       ``report.kernel_time_ms`` maps each row to the duration of the CUDA kernels it launched.
-    * ``gather=layerprof.RankGather()`` under ``torch.distributed``: every rank profiles its own
-      model, and rank 0 returns one report of all ranks (row times the medians over the ranks,
-      ``report.ranks`` each rank's); the other ranks return their own. Every rank must call it.
+    * Under ``torch.distributed`` with several ranks every rank profiles its own model, and rank 0
+      returns one report of all ranks (row times the medians over the ranks, ``report.ranks`` each
+      rank's); the other ranks return their own. Every rank must call it. ``gather=False`` keeps each
+      rank's own report; a ``layerprof.RankGather(...)`` configures the gathering.
     """
     model = check_model(model)
     check_counts(warmup, repeat)
-    if gather is not None and not callable(getattr(gather, "finish", None)):
+    gatherer: ReportGather | None = default_gather(gather)
+    if gatherer is not None and not callable(getattr(gatherer, "finish", None)):
         raise InvalidArgumentError(f"gather must be a layerprof.RankGather, got {gather!r:.80}")
     if not isinstance(kernel_time, bool):
         raise InvalidArgumentError(f"kernel_time must be True or False, got {kernel_time!r}")
@@ -329,7 +332,7 @@ def profile(
         kernel_time_ms=kernels,
         timed_on=local_targets(targets, where),
     )
-    return report if gather is None else gather.finish(report, 0)
+    return report if gatherer is None else gatherer.finish(report, 0)
 
 
 _KEPT_VALUES = (bool, int, float, complex, str, type(None))

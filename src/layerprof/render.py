@@ -6,6 +6,7 @@ with the conventions in a header and the totals as the last line. The columns al
 
 from __future__ import annotations
 
+import statistics
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
@@ -67,7 +68,9 @@ def _headers(report: Report, timed: bool, with_phase: bool) -> list[str]:
     if with_phase:
         headers.append("bwd/fwd")  # a backward row's FLOPs over its forward row's
     if timed:
-        headers += ["time ms", "IQR ms"]
+        headers += ["median ms" if report.ranks is not None else "time ms", "IQR ms"]
+        if report.ranks is not None:
+            headers += ["max ms", "max rank", "max/med"]
     if report.kernel_time_ms is not None:
         headers.append("kernel ms")
     for target in report.targets:
@@ -93,6 +96,8 @@ def _cells(row: LayerRow, report: Report, timed: bool, with_phase: bool, ratio: 
         cells.append(ratio)
     if timed:
         cells += [milliseconds(row.time_ms), milliseconds(row.time_iqr_ms)]
+        if report.ranks is not None:
+            cells += _rank_cells(row, report)
     if report.kernel_time_ms is not None:
         cells.append(milliseconds(_kernel_ms(row, report)))
     for target in report.targets:
@@ -120,6 +125,44 @@ def _kernel_ms(row: LayerRow, report: Report) -> float | None:
     return sum(inside) if inside else None
 
 
+def _rank_times(row: LayerRow, report: Report) -> tuple[float | None, ...] | None:
+    """Each rank's time of a displayed row: its own, the totals', or a rolled-up row's rows summed."""
+    ranks = report.ranks
+    if ranks is None:
+        return None
+    if row is report.total:
+        return ranks.total_ms
+    own = ranks.times(row.phase, row.name)
+    if own is not None:
+        return own
+    inside = [
+        times
+        for (phase, name), times in ranks.rows_ms.items()
+        if phase == row.phase and (row.name == "(root)" or name.startswith((f"{row.name}.", f"{row.name}/")))
+    ]
+    if not inside:
+        return None
+    return tuple(
+        None if any(t[rank] is None for t in inside) else sum(t[rank] or 0.0 for t in inside)
+        for rank in range(ranks.world_size)
+    )
+
+
+def _rank_cells(row: LayerRow, report: Report) -> list[str]:
+    """max ms, max rank, max/med: the slowest rank of a gathered row; ``*`` marks a straggler."""
+    times = _rank_times(row, report)
+    known = [(t, rank) for rank, t in enumerate(times or ()) if t is not None]
+    if not known or report.ranks is None:
+        return ["", "", ""]
+    slowest_ms, slowest_rank = max(known, key=lambda known_time: (known_time[0], -known_time[1]))
+    median_ms = statistics.median(t for t, _ in known)
+    if median_ms <= 0:
+        return [milliseconds(slowest_ms), str(slowest_rank), ""]
+    ratio = slowest_ms / median_ms
+    mark = "*" if ratio > report.ranks.straggler_threshold else ""
+    return [milliseconds(slowest_ms), str(slowest_rank), f"{ratio:.2f}{mark}"]
+
+
 def _footer(report: Report) -> list[str]:
     lines = []
     for target in report.targets:
@@ -133,6 +176,21 @@ def _footer(report: Report) -> list[str]:
         lines.append(
             f"coverage: rows sum to {report.coverage:.0%} of the end-to-end "
             f"{milliseconds(report.total.time_ms)} ms {'step' if report.backward else 'forward'}"
+        )
+    if report.ranks is not None:
+        lines.append(
+            f"times: median over {report.ranks.world_size} ranks (counts: rank 0's); max ms, max rank: "
+            f"the slowest rank; * straggler: max / median above {report.ranks.straggler_threshold:g}"
+        )
+    if report.allreduce is not None:
+        allreduce = report.allreduce
+        over = "median over ranks, " if report.ranks is not None else ""
+        lines.append(
+            f"DDP all-reduce: {milliseconds(allreduce.time_ms)} ms over {allreduce.buckets} "
+            f"bucket{'s' if allreduce.buckets != 1 else ''} "
+            f"({over}{binary_bytes(allreduce.payload_bytes)} of gradients), "
+            f"{allreduce.hidden_fraction:.0%} hidden behind the backward (counted in both its row and "
+            "the backward rows, so the rows can sum to more than the step)"
         )
     if any("above-roof" in v.flags for r in report.layers for v in r.roofline.values()):
         lines.append("! faster than the roof allows: a counting or timing error, or cache reuse")

@@ -15,13 +15,52 @@ from typing import TYPE_CHECKING, Any
 
 from layerprof import export, render
 from layerprof.inputs import InputSpec
-from layerprof.records import LayerRow
+from layerprof.records import LayerRow, Phase
 
 if TYPE_CHECKING:
     from torch import nn
 
     from layerprof.crosscheck import Crosscheck
     from layerprof.devices import DeviceSpec
+
+
+@dataclass(frozen=True, slots=True)
+class RankTimes:
+    """Every rank's times in a report gathered from a distributed run (:mod:`layerprof.distributed`).
+
+    ``rows_ms`` maps a row's ``(phase, name)`` to its time on each rank, in rank order (None where
+    that rank has no time for it); ``total_ms`` is each rank's end-to-end time. A row is a straggler
+    when its slowest rank takes more than ``straggler_threshold`` times the median over the ranks.
+    """
+
+    world_size: int
+    rows_ms: Mapping[tuple[Phase, str], tuple[float | None, ...]]
+    total_ms: tuple[float | None, ...]
+    straggler_threshold: float = 1.2
+
+    def times(self, phase: Phase, name: str) -> tuple[float | None, ...] | None:
+        """The row's time on each rank; None when no rank timed a row of that name."""
+        return self.rows_ms.get((phase, name))
+
+
+@dataclass(frozen=True, slots=True)
+class AllreduceTime:
+    """DDP's gradient all-reduce during one timed backward (:mod:`layerprof.distributed`).
+
+    ``time_ms`` is the time some bucket's all-reduce was in flight (the union of the buckets'
+    intervals, from the comm hook's call to the future's completion), ``hidden_ms`` the part of it
+    before the backward's last node ended: the communication the backward hides. ``payload_bytes``
+    is the buckets' gradient bytes, summed.
+    """
+
+    buckets: int
+    payload_bytes: int
+    time_ms: float
+    hidden_ms: float
+
+    @property
+    def hidden_fraction(self) -> float:
+        return self.hidden_ms / self.time_ms if self.time_ms > 0 else 1.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,7 +78,17 @@ class Report:
     timed_on: frozenset[str] = frozenset()  # targets describing the device the times were taken on
     #: Row name -> milliseconds of CUDA kernels it launched (``profile(..., kernel_time=True)``), else None.
     kernel_time_ms: Mapping[str, float] | None = None
+    #: Every rank's times, when the report was gathered from a distributed run (row times are then
+    #: medians over the ranks); None for one process.
+    ranks: RankTimes | None = None
+    #: DDP's gradient all-reduce in the timed backward (a ``(ddp)/allreduce`` row carries it too).
+    allreduce: AllreduceTime | None = None
     _model: weakref.ReferenceType[nn.Module] | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def world_size(self) -> int:
+        """How many ranks the report gathers (1 for a report of one process)."""
+        return 1 if self.ranks is None else self.ranks.world_size
 
     @property
     def forward(self) -> tuple[LayerRow, ...]:

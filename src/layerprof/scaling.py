@@ -33,6 +33,7 @@ import torch
 from tabulate import tabulate, tabulate_formats
 
 from layerprof.devices import DeviceSpec, LinkSpec, get_link, list_devices
+from layerprof.distributed import ALLREDUCE_ROW
 from layerprof.dtypes import dtype_name, parse_dtype
 from layerprof.errors import InvalidArgumentError
 from layerprof.records import LayerRow, Verdict
@@ -327,9 +328,12 @@ def _resolve_target(report: Report, target: str | DeviceSpec | None) -> DeviceSp
 def _phase_times_ms(
     rows: Sequence[LayerRow], device: DeviceSpec, *, judged: bool
 ) -> tuple[float, float | None]:
-    """Summed roofline times of the forward and the backward rows (None: no backward rows)."""
+    """Summed roofline times of the forward and the backward rows (None: no backward rows). A
+    gathered DDP report's all-reduce row is left out: the prediction models its own all-reduce."""
     totals: dict[str, float] = {}
     for row in rows:
+        if row.name == ALLREDUCE_ROW:
+            continue
         verdicts: Mapping[str, Verdict] = row.roofline if judged else judge(row, [device]).roofline
         totals[row.phase] = totals.get(row.phase, 0.0) + verdicts[device.name].roofline_time_ms
     return totals.get("forward", 0.0), totals.get("backward")

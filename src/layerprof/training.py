@@ -33,6 +33,11 @@ untouched, until the next forward starts (or :meth:`Watcher.flush` / :meth:`Watc
 called). Likewise, when the engine ends a CUDA backward on one of its device threads, the report is
 emitted on the training thread at the next forward, :meth:`Watcher.flush` or :meth:`Watcher.remove`.
 
+**Across ranks.** Under ``torch.distributed`` each rank samples its own step. A ``gather`` helper
+(:class:`layerprof.RankGather`, see :mod:`layerprof.distributed`) is told when each timing step starts
+and when its backward's last node ran, and turns the finished report into what this rank's sink gets:
+one report gathered from every rank on rank 0, with a row for DDP's gradient all-reduce.
+
 Limits: one forward is one sample, so a model called twice before one backward (two inputs through
 one network) is sampled without its backward; a forward whose control flow depends on its data gets
 its backward untimed (and says so in the log); a backward called on another thread than the counted
@@ -43,11 +48,12 @@ from __future__ import annotations
 
 import enum
 import logging
+import sys
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from types import TracebackType
-from typing import Any
+from typing import Any, Protocol
 
 import torch
 from torch import nn
@@ -60,6 +66,7 @@ from layerprof.assemble import build_report, local_targets
 from layerprof.backward_timing import BackwardTimer, NodeRows
 from layerprof.collect import ROOT_NAME, Collector, OpCounter
 from layerprof.devices import DeviceSpec
+from layerprof.distributed import default_gather
 from layerprof.errors import InvalidArgumentError, InvalidModelError
 from layerprof.inputs import InputSpec, describe, model_device
 from layerprof.records import LayerRow
@@ -71,6 +78,24 @@ from layerprof.timing import LayerTimer, timed_rows
 __all__ = ["Watcher", "watch"]
 
 logger = logging.getLogger(__name__)  # "layerprof.training": where the tables go by default
+
+
+class SampleTap(Protocol):
+    """What a :class:`Watcher` tells a ``gather`` helper (:class:`layerprof.RankGather` is one)."""
+
+    def attach(self, model: nn.Module) -> None: ...  # the watcher is made
+    def timing_started(self) -> None: ...  # a timing step's forward starts
+    def backward_over(self) -> None: ...  # its backward's last node ran (an engine callback)
+    def dropped(self) -> None: ...  # the sample in flight was dropped
+    def close(self) -> None: ...  # the watcher is removed
+
+    @property
+    def feeds_sink(self) -> bool: ...  # whether this process's sink gets the reports
+
+    def finish(self, report: Report, step: int) -> Report: ...  # this process's report of a sample
+
+
+_TAP_METHODS = ("attach", "timing_started", "backward_over", "dropped", "close", "finish")
 
 
 class _Phase(enum.Enum):
@@ -174,6 +199,9 @@ class Watcher:
     None logs the table (:func:`log_table`). :func:`layerprof.watch` makes one from friendlier
     arguments (``print``, a file path, a callable taking the report).
 
+    ``gather`` (a :class:`SampleTap`, such as :class:`layerprof.RankGather`) gathers the samples of
+    every rank of a distributed run: the sink gets what its ``finish`` returns, where ``feeds_sink``.
+
     ``forwards`` counts the model's forwards seen, ``samples`` the reports emitted, ``last_report`` is
     the latest one (None before the first). ``remove()`` takes every hook off, a sample in flight
     included; ``with layerprof.watch(model) as watcher:`` does it at the end of the block.
@@ -187,6 +215,7 @@ class Watcher:
         target: TargetArg = "auto",
         backward: bool = True,
         sink: ReportSink | None = None,
+        gather: SampleTap | None = None,
     ) -> None:
         if not isinstance(model, nn.Module):
             raise InvalidModelError(
@@ -201,6 +230,11 @@ class Watcher:
         if sink is not None and not callable(sink):
             raise InvalidArgumentError(f"sink must be callable, got {type(sink).__name__}: {sink!r:.80}")
         self._sink: ReportSink = log_table if sink is None else sink
+        if gather is not None and not all(callable(getattr(gather, m, None)) for m in _TAP_METHODS):
+            raise InvalidArgumentError(
+                f"gather must be a layerprof.RankGather (with {', '.join(_TAP_METHODS)}), got {gather!r:.80}"
+            )
+        self._gather = gather
         self.forwards = 0
         self.samples = 0
         self.last_report: Report | None = None
@@ -210,6 +244,13 @@ class Watcher:
         self._hook: RemovableHandle | None = model.register_forward_pre_hook(
             self._on_forward, with_kwargs=True
         )
+        if gather is not None:
+            try:
+                gather.attach(model)
+            except BaseException:
+                self._gather = None  # it did not take this watcher on: not ours to close
+                self.remove()
+                raise
 
     # -- public --------------------------------------------------------------------------------------
     @property
@@ -248,9 +289,13 @@ class Watcher:
             if hook is not None:
                 hook.remove()
         finally:
-            if sample is not None:
-                self._release(sample)
-            self._retry_stranded()
+            try:
+                if sample is not None:
+                    self._release(sample)
+                self._retry_stranded()
+            finally:
+                if self._gather is not None:
+                    self._gather.close()
 
     def __enter__(self) -> Watcher:
         return self
@@ -303,7 +348,7 @@ class Watcher:
         if sample.timer is not None:
             sample.timer.close()
         sample.skipping = True
-        sample.handles.append(self.model.register_forward_hook(self._after_forward))
+        sample.handles.append(self.model.register_forward_hook(self._after_forward, always_call=True))
 
     # -- counting ------------------------------------------------------------------------------------
     def _kind(self, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> _StepKind:
@@ -324,7 +369,7 @@ class Watcher:
         try:
             collector.attach()
             collector.enter_running_root(args, kwargs)
-            sample.handles.append(self.model.register_forward_hook(self._after_forward))
+            sample.handles.append(self.model.register_forward_hook(self._after_forward, always_call=True))
             sample.base_sequence_nr = _get_sequence_nr()
             sample.counter = _StepCounter(collector)
             sample.counter.__enter__()  # type: ignore[no-untyped-call]
@@ -437,7 +482,9 @@ class Watcher:
         timer.discard()
         sample.phase = _Phase.TIME_FORWARD
         sample.timing_thread = threading.get_ident()
-        sample.handles.append(self.model.register_forward_hook(self._after_forward))
+        if self._gather is not None:
+            self._gather.timing_started()
+        sample.handles.append(self.model.register_forward_hook(self._after_forward, always_call=True))
         sample.base_sequence_nr = _get_sequence_nr()
 
     def _timed_forward_over(self, sample: _Sample, output: Any) -> None:
@@ -463,6 +510,8 @@ class Watcher:
     def _timed_backward_over(self, sample: _Sample) -> None:
         # An engine callback. The thread that ran the forward emits now; a device thread leaves it
         # to the training thread (next forward, flush or remove).
+        if self._gather is not None and self._sample is sample:
+            self._gather.backward_over()
         if self._sample is sample and threading.get_ident() == sample.timing_thread:
             self._in_callback = True
             try:
@@ -473,6 +522,11 @@ class Watcher:
     def _after_forward(self, _module: nn.Module, _args: tuple[Any, ...], output: Any) -> None:
         sample = self._sample
         if sample is None:
+            return
+        if output is None and sys.exc_info()[0] is not None:
+            # Called (always_call) from the handler of an exception the forward raised: take every
+            # hook and the counting mode off now, not at the next forward.
+            self._abandon(sample, "the forward raised")
             return
         if sample.phase is _Phase.COUNT_FORWARD:
             self._counted_forward_over(sample, output)
@@ -495,13 +549,18 @@ class Watcher:
                 logger.info(
                     "layerprof: sample of step %d dropped: its timed forward did not finish", sample.step
                 )
+                if self._gather is not None:
+                    self._gather.dropped()
                 return
             report = self._report(sample)
         finally:
             self._release(sample)
+        if self._gather is not None:
+            report = self._gather.finish(report, sample.step)  # on every rank: it gathers
         self.samples += 1
         self.last_report = report
-        self._sink(report, sample.step)
+        if self._gather is None or self._gather.feeds_sink:
+            self._sink(report, sample.step)
 
     def _report(self, sample: _Sample) -> Report:
         assert sample.rows is not None and sample.timer is not None
@@ -536,6 +595,8 @@ class Watcher:
         logger.info("layerprof: sample of step %d dropped: %s", sample.step, why)
         if self._sample is sample:
             self._sample = None
+        if self._gather is not None:
+            self._gather.dropped()
         self._release(sample)
 
     def _release(self, sample: _Sample) -> None:
@@ -559,9 +620,6 @@ class Watcher:
                     sample.backward_timer.on_done = None  # it refers back to the sample
 
 
-# The profiler (same layer) builds its reports the same way; this module may not import it.
-
-
 def watch(
     model: nn.Module,
     *,
@@ -569,6 +627,7 @@ def watch(
     target: TargetArg = "auto",
     backward: bool = True,
     sink: SinkArg = None,
+    gather: SampleTap | bool | None = None,
 ) -> Watcher:
     """Sample one training step of ``model`` in every ``every`` forwards: a per-layer report of the
     forward and the backward (FLOPs, bytes, times, roofline verdicts on ``target``) goes to ``sink``
@@ -576,5 +635,16 @@ def watch(
 
     ``backward=False`` samples forwards only. ``watcher.remove()`` (or leaving ``with watch(...)``)
     takes every hook off, a sample in flight included. How a step is sampled: :mod:`layerprof.training`.
+
+    Under ``torch.distributed`` with several ranks (DDP), rank 0's sink gets one report of every
+    rank's sample, with DDP's all-reduce in a row of its own (:mod:`layerprof.distributed`); pass a
+    ``layerprof.RankGather(...)`` to configure it, ``gather=False`` to keep each rank's own.
     """
-    return Watcher(model, every=every, target=target, backward=backward, sink=resolve_sink(sink))
+    return Watcher(
+        model,
+        every=every,
+        target=target,
+        backward=backward,
+        sink=resolve_sink(sink),
+        gather=default_gather(gather),
+    )
