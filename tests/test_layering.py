@@ -20,7 +20,7 @@ SRC = Path(__file__).resolve().parents[1] / "src" / "layerprof"
 # report.to_json(), report.plot_roofline()); and the Report facade itself sits between them and the
 # profiler. None of them walks a model.
 ORDER: list[tuple[str, ...]] = [
-    ("errors", "records", "version"),  # results, exceptions
+    ("errors", "records", "version", "hooks"),  # results, exceptions, taking hooks off
     ("dtypes", "units", "formulas", "devices", "inputs"),  # pure formulas, device data, input specs
     ("roofline", "totals", "whatif", "fast_meta", "twin"),  # roofline maths, pure row arithmetic
     ("verdicts", "collect", "measure"),  # verdicts per target; walking a model; measuring a device

@@ -37,6 +37,8 @@ from typing import Any
 import torch
 from torch.utils.hooks import RemovableHandle
 
+from layerprof.hooks import remove_all
+
 __all__ = ["ACCUMULATE_GRAD", "BackwardTimer", "BackwardTimes", "NodeRows"]
 
 logger = logging.getLogger(__name__)
@@ -158,11 +160,7 @@ class BackwardTimer:
         return len(planned)
 
     def close(self) -> None:
-        try:
-            for handle in self._handles:
-                handle.remove()
-        finally:
-            self._handles.clear()
+        remove_all(self._handles)
 
     def _add_slot(self, row: str) -> None:
         self._row_of.append(row)

@@ -26,6 +26,7 @@ from torch.utils.weak import WeakIdKeyDictionary
 
 from layerprof.fast_meta import fast_meta_kernel
 from layerprof.formulas import FORMULAS, WRITE_ONLY_DESTINATION, Formula, is_free
+from layerprof.hooks import remove_all
 from layerprof.records import LayerRow, Phase, intensity_of
 
 ROOT_NAME = "(root)"
@@ -219,9 +220,7 @@ class Collector:
         self._enter(self.root, args, kwargs)
 
     def close(self) -> None:
-        for handle in self._handles:
-            handle.remove()
-        self._handles.clear()
+        remove_all(self._handles)
 
     def release_graph(self) -> None:
         """Forget the autograd nodes and tensors seen (call once the backward has run)."""

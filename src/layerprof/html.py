@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Protocol
 
 from layerprof.errors import InvalidArgumentError
 from layerprof.records import LayerRow
-from layerprof.render import CONVENTION, check_options, select_rows
+from layerprof.render import CONVENTION, check_options, count_cells, select_rows, shows_efficiency
 from layerprof.units import binary_bytes, milliseconds, shape, si
 
 if TYPE_CHECKING:
@@ -226,7 +226,7 @@ def _layers_section(report: Report, depth: int | None, sort: str | None, top: in
         headers += [
             f"bound@{device.name}",
             f"roof ms@{device.name}",
-            *([f"eff@{device.name}"] if timed else []),
+            *([f"eff@{device.name}"] if shows_efficiency(report, device.name, timed) else []),
         ]
     head = "".join(f'<th class="{"name" if i < 2 else ""}">{_e(h)}</th>' for i, h in enumerate(headers))
     body = [f"<tr>{head}</tr>"]
@@ -240,25 +240,19 @@ def _row_cells(row: LayerRow, report: Report, timed: bool, with_phase: bool) -> 
     cells = [f'<td class="name">{_e(row.name)}</td>', f'<td class="name">{_e(row.kind)}</td>']
     if with_phase:
         cells.append(f'<td class="text">{_e(row.phase)}</td>')
-    values = [
-        "x".join(str(k) for k in row.kernel_size) if row.kernel_size else "",
-        shape(row.output_shapes[0]) if row.output_shapes else "",
-        si(row.params) if row.params else "",
-        si(row.flops),
-        binary_bytes(row.bytes_total),
-        f"{row.intensity:.3g}",
-    ]
+    values = count_cells(row)
     if timed:
         values += [milliseconds(row.time_ms), milliseconds(row.time_iqr_ms)]
     cells += [f"<td>{_e(v)}</td>" for v in values]
     for device in report.targets:
         verdict = row.roofline.get(device.name)
+        with_efficiency = shows_efficiency(report, device.name, timed)
         if verdict is None:
-            cells += ["<td></td>"] * (3 if timed else 2)
+            cells += ["<td></td>"] * (3 if with_efficiency else 2)
             continue
         cells.append(f'<td class="{_e(verdict.bound)}">{_e(verdict.bound)}</td>')
         cells.append(f"<td>{_e(milliseconds(verdict.roofline_time_ms))}</td>")
-        if timed:
+        if with_efficiency:
             eff = verdict.roofline_efficiency
             cells.append(f"<td>{'-' if eff is None else f'{eff:.0%}'}</td>")
     return "".join(cells)

@@ -20,6 +20,7 @@ from layerprof.collect import ROOT_NAME, Collector, OpCounter
 from layerprof.distributed import default_gather
 from layerprof.dtypes import dtype_name, parse_dtype
 from layerprof.errors import ForwardError, InvalidArgumentError, InvalidModelError, LayerprofError
+from layerprof.hooks import remove_all
 from layerprof.inputs import (
     Inputs,
     InputSpec,
@@ -419,10 +420,8 @@ class Profiler:
 
     def _remove_hooks(self) -> None:
         try:
-            for handle in self._handles:
-                handle.remove()
+            remove_all(self._handles)
         finally:
-            self._handles.clear()
             if self._timer is not None:
                 self._timer.close()
 

@@ -75,16 +75,15 @@ def _headers(report: Report, timed: bool, with_phase: bool) -> list[str]:
         headers.append("kernel ms")
     for target in report.targets:
         headers += [f"bound@{target.name}", f"roof ms@{target.name}"]
-        if timed and target.name in report.timed_on:  # efficiency only where the time was taken
+        if shows_efficiency(report, target.name, timed):
             headers.append(f"eff@{target.name}")
     return headers
 
 
-def _cells(row: LayerRow, report: Report, timed: bool, with_phase: bool, ratio: str = "") -> list[str]:
-    cells = [row.name, row.kind]
-    if with_phase:
-        cells.append(row.phase)
-    cells += [
+def count_cells(row: LayerRow) -> list[str]:
+    """kernel, output shape, params, FLOPs, bytes and intensity of a row, in human units (shared with
+    the HTML report)."""
+    return [
         "x".join(str(k) for k in row.kernel_size) if row.kernel_size else "",
         shape(row.output_shapes[0]) if row.output_shapes else "",
         si(row.params) if row.params else "",
@@ -92,6 +91,18 @@ def _cells(row: LayerRow, report: Report, timed: bool, with_phase: bool, ratio: 
         binary_bytes(row.bytes_total),
         f"{row.intensity:.3g}",
     ]
+
+
+def shows_efficiency(report: Report, target_name: str, timed: bool) -> bool:
+    """Efficiency is shown only for targets that describe the device the times were taken on."""
+    return timed and target_name in report.timed_on
+
+
+def _cells(row: LayerRow, report: Report, timed: bool, with_phase: bool, ratio: str = "") -> list[str]:
+    cells = [row.name, row.kind]
+    if with_phase:
+        cells.append(row.phase)
+    cells += count_cells(row)
     if with_phase:
         cells.append(ratio)
     if timed:
@@ -102,7 +113,7 @@ def _cells(row: LayerRow, report: Report, timed: bool, with_phase: bool, ratio: 
         cells.append(milliseconds(_kernel_ms(row, report)))
     for target in report.targets:
         verdict = row.roofline.get(target.name)
-        with_efficiency = timed and target.name in report.timed_on
+        with_efficiency = shows_efficiency(report, target.name, timed)
         if verdict is None:
             cells += ["", ""] + ([""] if with_efficiency else [])
             continue

@@ -36,6 +36,7 @@ from torch.utils.hooks import RemovableHandle
 
 from layerprof.devices import DeviceSpec
 from layerprof.errors import InvalidArgumentError
+from layerprof.hooks import remove_all
 from layerprof.records import LayerRow
 from layerprof.verdicts import judge
 
@@ -147,11 +148,7 @@ class LayerTimer:
             raise
 
     def close(self) -> None:
-        try:
-            for handle in self._handles:
-                handle.remove()
-        finally:
-            self._handles.clear()
+        remove_all(self._handles)
 
     def __enter__(self) -> LayerTimer:
         self.attach()
@@ -441,10 +438,8 @@ class RangeHooks:
 
     def close(self) -> None:
         try:
-            for handle in self._handles:
-                handle.remove()
+            remove_all(self._handles)
         finally:
-            self._handles.clear()
             while self._open:  # a forward that raised left ranges open
                 self._open.pop().__exit__(None, None, None)
 

@@ -68,6 +68,7 @@ from layerprof.collect import ROOT_NAME, Collector, OpCounter
 from layerprof.devices import DeviceSpec
 from layerprof.distributed import default_gather
 from layerprof.errors import InvalidArgumentError, InvalidModelError
+from layerprof.hooks import remove_all
 from layerprof.inputs import InputSpec, describe, model_device
 from layerprof.records import LayerRow
 from layerprof.report import Report
@@ -424,9 +425,7 @@ class Watcher:
         if sample.rows is not None:
             return
         collector, sample.collector = sample.collector, None
-        for handle in sample.handles:
-            handle.remove()
-        sample.handles.clear()
+        remove_all(sample.handles)
         if collector is None:
             return
         collector.close()
@@ -491,9 +490,7 @@ class Watcher:
         sample.timed_forward = True
         if sample.timer is not None:
             sample.timer.close()
-        for handle in sample.handles:
-            handle.remove()
-        sample.handles.clear()
+        remove_all(sample.handles)
         grads = _grad_outputs(output) if torch.is_grad_enabled() else []
         if not grads or sample.node_rows is None or not any(r.phase == "backward" for r in sample.rows or ()):
             self._finish(sample)
@@ -533,9 +530,7 @@ class Watcher:
         elif sample.phase is _Phase.TIME_FORWARD:
             self._timed_forward_over(sample, output)
         elif sample.phase is _Phase.ARMED and sample.skipping:
-            for handle in sample.handles:
-                handle.remove()
-            sample.handles.clear()
+            remove_all(sample.handles)
             sample.skipping = False
             sample.timer = LayerTimer(self.model, device=sample.device, root_name=ROOT_NAME)
             sample.timer.attach()
@@ -602,9 +597,7 @@ class Watcher:
     def _release(self, sample: _Sample) -> None:
         """Take off everything ``sample`` installed; idempotent, never raises halfway."""
         try:
-            for handle in sample.handles:
-                handle.remove()
-            sample.handles.clear()
+            remove_all(sample.handles)
             if sample.collector is not None:
                 sample.collector.close()
                 sample.collector.release_graph()
