@@ -21,7 +21,7 @@ def add_parser(commands: Any) -> None:
         action="append",
         default=None,
         metavar="NAME",
-        help="device to judge layers on (repeatable; default gtx1080 and t4)",
+        help="device to judge layers on (repeatable; default: auto, this machine measured, and t4)",
     )
     parser.add_argument("--batch", type=int, default=DEMO_INPUT_SIZE[0], help="batch size (default 1)")
     parser.add_argument("--output-dir", type=Path, default=Path("."), help="where roofline.png goes")
@@ -30,23 +30,35 @@ def add_parser(commands: Any) -> None:
     parser.add_argument("--no-time", action="store_true", help="count only (no timing on this machine)")
     parser.add_argument("--repeat", type=int, default=20, help="timed forwards (default 20)")
     parser.add_argument(
-        "--threads", type=int, default=None, help="CPU threads for torch (default: torch's own choice)"
+        "--threads",
+        type=int,
+        default=1,
+        help="CPU threads for torch (default 1: a small CNN's layers time steadily on one thread)",
+    )
+    parser.add_argument(
+        "--device",
+        choices=("cpu", "cuda"),
+        default=None,
+        help="where the demo runs (default: cuda when torch sees a GPU, else cpu)",
     )
     parser.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
     targets = args.target or ["auto", "t4"]
-    if args.threads is not None:
-        if args.threads < 1:
-            raise InvalidArgumentError(f"--threads must be at least 1, got {args.threads}")
-        torch.set_num_threads(args.threads)
-    model = demo_model()
+    if args.threads < 1:
+        raise InvalidArgumentError(f"--threads must be at least 1, got {args.threads}")
+    torch.set_num_threads(args.threads)
+    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    if device == "cuda" and not torch.cuda.is_available():
+        raise InvalidArgumentError("--device cuda, but torch sees no CUDA GPU here")
+    model = demo_model().to(device)
     size = (args.batch, *DEMO_INPUT_SIZE[1:])
     if args.no_time:
         report = analyze(model, input_size=size, target=targets)
     else:
-        report = profile(model, torch.randn(size), target=targets, warmup=3, repeat=args.repeat)
+        inputs = torch.randn(size, device=device)
+        report = profile(model, inputs, target=targets, warmup=3, repeat=args.repeat)
     print(report.table())
     if report.coverage is not None and not 0.9 <= report.coverage <= 1.1:
         print(
