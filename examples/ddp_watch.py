@@ -95,6 +95,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 f"{args.steps} steps in {elapsed:.1f} s on {dist.get_world_size()} ranks; "
                 f"{watcher.samples} samples of {watcher.forwards} forwards"
             )
+        dist.barrier()  # no rank tears the group down while another is still in a collective
     finally:
         dist.destroy_process_group()
     return 0

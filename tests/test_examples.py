@@ -23,7 +23,8 @@ def run(*args: str, timeout: float = 300) -> str:
         timeout=timeout,
         check=False,
     )
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    # torchrun prints a failed child's own traceback first and its summary last: keep both ends.
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[:4000] + result.stderr[-2000:]
     return result.stdout
 
 

@@ -111,9 +111,9 @@ def test_timed_report_shows_times() -> None:
     profile = getattr(layerprof, "profile", None)
     if profile is None:
         pytest.skip("layerprof.profile is not written yet")
-    import torch
-
     from dataclasses import replace
+
+    import torch
 
     local = replace(layerprof.get_device("gtx1080"), name="this-cpu", aliases=(), measured=True)
     timed = profile(
