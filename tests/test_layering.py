@@ -21,7 +21,8 @@ SRC = Path(__file__).resolve().parents[1] / "src" / "layerprof"
 # profiler. None of them walks a model.
 ORDER: list[tuple[str, ...]] = [
     ("errors", "records", "version", "hooks"),  # results, exceptions, taking hooks off
-    ("dtypes", "units", "formulas", "devices", "inputs"),  # pure formulas, device data, input specs
+    ("dtypes", "units"),  # dtype names, human units
+    ("formulas", "devices", "inputs"),  # pure formulas, device data, input specs
     ("roofline", "totals", "whatif", "fast_meta", "twin"),  # roofline maths, pure row arithmetic
     ("verdicts", "collect", "measure"),  # verdicts per target; walking a model; measuring a device
     ("rollup", "timing", "backward_timing", "crosscheck", "device_table", "demonet", "plot"),

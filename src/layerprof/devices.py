@@ -37,6 +37,7 @@ from typing import Any, Literal, TypeAlias
 
 import torch
 
+from layerprof.dtypes import PEAK_KEYS, peak_key
 from layerprof.errors import InvalidArgumentError, InvalidDeviceSpecError, UnknownDeviceError
 
 __all__ = [
@@ -62,45 +63,9 @@ Unit = Literal["matrix", "vector"]
 DtypeLike: TypeAlias = "torch.dtype | str"
 
 #: Dtype keys a peak mapping may carry. ``tf32`` is a matrix-only compute mode of float32 tensors.
-DTYPE_KEYS: tuple[str, ...] = ("float32", "tf32", "float16", "bfloat16", "int8", "float8", "float64")
+DTYPE_KEYS: tuple[str, ...] = PEAK_KEYS
 _MATRIX_ONLY_KEYS = frozenset({"tf32"})
 _UNITS: tuple[Unit, ...] = ("matrix", "vector")
-
-# Every spelling a user or torch may give for a dtype, mapped to its table key. Unsigned and quantized
-# 8-bit integers run on the same int8 paths; every fp8 flavour shares one "float8" figure.
-_DTYPE_ALIASES: Mapping[str, str] = MappingProxyType(
-    {
-        "float32": "float32",
-        "float": "float32",
-        "fp32": "float32",
-        "f32": "float32",
-        "single": "float32",
-        "tf32": "tf32",
-        "tensorfloat32": "tf32",
-        "float16": "float16",
-        "half": "float16",
-        "fp16": "float16",
-        "f16": "float16",
-        "bfloat16": "bfloat16",
-        "bf16": "bfloat16",
-        "int8": "int8",
-        "i8": "int8",
-        "uint8": "int8",
-        "qint8": "int8",
-        "quint8": "int8",
-        "float8": "float8",
-        "fp8": "float8",
-        "float8_e4m3fn": "float8",
-        "float8_e4m3fnuz": "float8",
-        "float8_e5m2": "float8",
-        "float8_e5m2fnuz": "float8",
-        "float8_e8m0fnu": "float8",
-        "float64": "float64",
-        "double": "float64",
-        "fp64": "float64",
-        "f64": "float64",
-    }
-)
 
 _FIELDS = (
     "name",
@@ -133,18 +98,7 @@ def normalize_dtype(dtype: DtypeLike) -> str:
 
     Raises :class:`InvalidArgumentError` naming the value when it is no dtype layerprof knows.
     """
-    if isinstance(dtype, torch.dtype):
-        text = str(dtype)
-    elif isinstance(dtype, str):
-        text = dtype
-    else:
-        raise InvalidArgumentError(f"dtype must be a torch.dtype or a name, got {dtype!r}")
-    key = text.strip().lower().removeprefix("torch.")
-    try:
-        return _DTYPE_ALIASES[key]
-    except KeyError:
-        known = ", ".join(sorted(set(_DTYPE_ALIASES.values())))
-        raise InvalidArgumentError(f"unknown dtype {dtype!r}; known dtypes: {known}") from None
+    return peak_key(dtype)
 
 
 def _check_unit(unit: str) -> Unit:
