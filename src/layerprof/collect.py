@@ -131,7 +131,9 @@ def _add_bytes(values: Iterable[Any], seen: set[int]) -> int:
         if isinstance(value, torch.Tensor):
             if id(value) not in seen:
                 seen.add(id(value))
-                total += _footprint_elements(value) * value.element_size()
+                # is_contiguous first: the common case needs no stride walk (this runs for every op)
+                elements = value.numel() if value.is_contiguous() else _footprint_elements(value)
+                total += elements * value.element_size()
         elif isinstance(value, (list, tuple)):
             total += _add_bytes(value, seen)
     return total
@@ -276,7 +278,7 @@ class Collector:
                     self._node_rows[node] = producer
 
     def charge(self, func: OpOverload, args: tuple[Any, ...], kwargs: Mapping[str, Any], out: Any) -> None:
-        info = self._info(func)
+        info = self._ops.get(func) or self._info(func)
         if self.track_backward:
             node = torch._C._current_autograd_node()
             if node is not None:
@@ -384,11 +386,14 @@ class Collector:
         read = _add_bytes(args if skip is None else args[:skip] + args[skip + 1 :], seen)
         if kwargs:
             read += _add_bytes([v for k, v in kwargs.items() if k not in info.out_args], seen)
-        written_outputs_of = out[:written_outputs] if written_outputs is not None else (out,)
-        seen = set()
-        written = _add_bytes(written_outputs_of, seen)
-        if written_args:
-            written += _add_bytes([args[i] for i in written_args if i < len(args)], seen)
+        if written_outputs is None and not written_args and isinstance(out, torch.Tensor):
+            written = out.numel() * out.element_size()  # the common case: one fresh, dense output
+        else:
+            written_outputs_of = out[:written_outputs] if written_outputs is not None else (out,)
+            seen = set()
+            written = _add_bytes(written_outputs_of, seen)
+            if written_args:
+                written += _add_bytes([args[i] for i in written_args if i < len(args)], seen)
 
         acc = rows.get(key)
         if acc is None:

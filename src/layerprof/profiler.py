@@ -71,7 +71,7 @@ def count(
     collector = Collector(twin, track_backward=backward)
     collector.attach()
     try:
-        with torch.set_grad_enabled(backward), OpCounter(collector):
+        with torch.set_grad_enabled(backward), OpCounter(collector, fast_meta=to_meta_device):
             output = twin(*args, **kwargs)
             if backward:
                 _training_loss(output).backward()  # type: ignore[no-untyped-call]
