@@ -649,3 +649,10 @@ def test_budgets_module_is_the_cli_one() -> None:
     from layerprof.cli import audit as audit_cli
 
     assert audit_cli.check is budgets_module.check
+
+
+@pytest.mark.parametrize("text", ["1,3,x", "1,3,,64", "1,3,x,64", "1,3,-2,4"])
+def test_a_mistyped_input_size_is_named_not_shortened(text: str, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["audit", "torchvision:resnet18", "--input-size", text, "--target", "t4"]) == 2
+    err = capsys.readouterr().err
+    assert repr(text) in err and "positive ints" in err

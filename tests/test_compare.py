@@ -265,3 +265,26 @@ def test_change_arithmetic() -> None:
     assert Change(0.0, 5.0).growth is None
     assert Change(None, 5.0).delta is None
     assert not Change(3.0, 3.0).differs
+
+
+@pytest.mark.parametrize(
+    ("path", "value"),
+    [(("layers", 0, "bytes_read"), None), (("layers", 0), "oops"), (("total", "roofline"), []),
+     (("layers", 0, "flops"), "12x")],
+    ids=["null-field", "string-row", "list-roofline", "text-number"],
+)  # fmt: skip
+def test_a_damaged_report_is_a_usage_error_not_a_regression(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], path: tuple[Any, ...], value: Any
+) -> None:
+    report = layerprof.analyze(nn.Sequential(nn.Conv2d(3, 4, 3)), input_size=(1, 3, 8, 8), target="t4")
+    good = report.to_dict()
+    bad = json.loads(json.dumps(good))
+    holder = bad
+    for key in path[:-1]:
+        holder = holder[key]
+    holder[path[-1]] = value
+    (tmp_path / "good.json").write_text(json.dumps(good))
+    (tmp_path / "bad.json").write_text(json.dumps(bad))
+    assert main(["compare", str(tmp_path / "good.json"), str(tmp_path / "bad.json")]) == 2
+    err = capsys.readouterr().err
+    assert "malformed" in err and len(err.strip().splitlines()) == 1

@@ -566,3 +566,9 @@ def test_default_gather_is_on_only_with_several_ranks() -> None:
     assert default_gather(False) is None
     mine = RankGather()
     assert default_gather(mine) is mine
+
+
+def test_gather_true_asks_for_a_rank_gather() -> None:
+    from layerprof.distributed import default_gather
+
+    assert isinstance(default_gather(True), RankGather)

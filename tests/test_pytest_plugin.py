@@ -3,6 +3,7 @@ terminal summary of failing audits, the report folder, and a session that never 
 
 from __future__ import annotations
 
+import hashlib
 import os
 from pathlib import Path
 
@@ -98,16 +99,16 @@ def test_report_folder(pytester: pytest.Pytester) -> None:
         "-p", "layerprof.pytest_plugin", "--layerprof-target=t4", f"--layerprof-report={folder}"
     )
     result.assert_outcomes(passed=1, failed=1)
+
+    def stem(nodeid: str) -> str:  # readable, plus a hash of the id so that ids never collide
+        return nodeid.replace("::", "_") + "-" + hashlib.sha1(nodeid.encode()).hexdigest()[:8]
+
+    fits, too_big = stem("test_audited.py::test_fits"), stem("test_audited.py::test_too_big")
     names = sorted(p.name for p in folder.iterdir())
-    assert names == [
-        "test_audited.py_test_fits.json",
-        "test_audited.py_test_fits.txt",
-        "test_audited.py_test_too_big.json",
-        "test_audited.py_test_too_big.txt",
-    ]
-    report = load_report(folder / "test_audited.py_test_too_big.json")
+    assert names == [f"{fits}.json", f"{fits}.txt", f"{too_big}.json", f"{too_big}.txt"]
+    report = load_report(folder / f"{too_big}.json")
     assert report["total"]["flops"] == 2 * 8 * 16 * 16 * 3 * 9 + 8 * 16 * 16  # 112640
-    text = (folder / "test_audited.py_test_too_big.txt").read_text()
+    text = (folder / f"{too_big}.txt").read_text()
     assert text.startswith("test_audited.py::test_too_big: tiny-cnn\nlayerprof: Sequential (1x3x16x16)")
     assert f"2 audit report(s) written to {folder}" in result.stdout.str()
 
@@ -187,3 +188,22 @@ def test_entry_point_loads_the_plugin(pytester: pytest.Pytester, monkeypatch: py
     )
     disabled.assert_outcomes(errors=1)
     assert "fixture 'layerprof_audit' not found" in disabled.stdout.str()
+
+
+def test_report_files_of_ids_that_read_alike_do_not_overwrite_each_other(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(
+        test_ids="""
+        import pytest
+        from torch import nn
+
+        @pytest.mark.parametrize("w", ["a b", "a:b"])
+        def test_m(layerprof_audit, w):
+            layerprof_audit(nn.Conv2d(3, 4, 1), input_size=(1, 3, 4, 4))
+        """
+    )
+    folder = pytester.path / "audits"
+    result = pytester.runpytest(
+        "-p", "layerprof.pytest_plugin", "--layerprof-target=t4", f"--layerprof-report={folder}"
+    )
+    result.assert_outcomes(passed=2)
+    assert len([p for p in folder.iterdir() if p.suffix == ".json"]) == 2

@@ -542,3 +542,19 @@ def test_a_sampled_forward_that_raises_leaves_nothing_behind() -> None:
     finally:
         watcher.remove()
     assert hooks_on(model) == 0
+
+
+def test_forwards_on_another_thread_are_not_sampled() -> None:
+    import threading
+
+    model = nn.Sequential(nn.Linear(4, 4), nn.ReLU())
+    watcher, _ = collect(model, every=1)
+    try:
+        model(torch.randn(2, 4)).sum().backward()  # this thread owns the samples
+        other = threading.Thread(target=lambda: model(torch.randn(2, 4)))
+        other.start()
+        other.join()
+        assert watcher.forwards == 1  # the other thread's forward passed untouched
+    finally:
+        watcher.remove()
+    assert hooks_on(model) == 0

@@ -317,6 +317,17 @@ def compare(old: Mapping[str, Any], new: Mapping[str, Any]) -> Comparison:
     :func:`load_report`)."""
     check_report_dict(old, "old report")
     check_report_dict(new, "new report")
+    try:
+        return _compare(old, new)
+    except (TypeError, ValueError, AttributeError, KeyError) as error:
+        # A damaged or hand-edited file: a usage error (exit 2), never a "regression" (exit 1).
+        raise InvalidArgumentError(
+            f"a report has a malformed row ({type(error).__name__}: {error}); "
+            "compare reads files written by `layerprof audit --format json` or report.to_json()"
+        ) from error
+
+
+def _compare(old: Mapping[str, Any], new: Mapping[str, Any]) -> Comparison:
     new_targets = _target_names(new)
     targets = tuple(t for t in _target_names(old) if t in new_targets)
     old_rows, new_rows = _keyed(old["layers"]), _keyed(new["layers"])

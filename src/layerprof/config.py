@@ -65,8 +65,8 @@ class AuditConfig:
 
 def parse_input_size(text: str) -> tuple[int, ...]:
     """``"1,3,224,224"`` (also ``1x3x224x224``) -> ``(1, 3, 224, 224)``; the error names the text."""
-    parts = [p.strip() for p in text.replace("x", ",").split(",") if p.strip()]
-    try:
+    parts = [p.strip() for p in text.strip().replace("x", ",").split(",")]
+    try:  # every part a number: "1,3,x" and "1,3,,64" are typos, not shorter sizes
         size = tuple(int(p) for p in parts)
     except ValueError:
         size = ()

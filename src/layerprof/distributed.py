@@ -602,10 +602,12 @@ def _missing_ranks(message: str) -> tuple[int, ...]:
 
 def default_gather(gather: object) -> Any:
     """``gather`` as watch() and profile() take it: ``None`` gathers (with a fresh
-    :class:`RankGather`) exactly when ``torch.distributed`` runs with more than one rank; ``False``
-    never gathers; anything else is used as given."""
+    :class:`RankGather`) exactly when ``torch.distributed`` runs with more than one rank; ``True``
+    always does (one rank gathers to itself); ``False`` never gathers; anything else is used as given."""
     if gather is False:
         return None
+    if gather is True:
+        return RankGather()
     if gather is None:
         running = dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
         return RankGather() if running else None

@@ -22,6 +22,7 @@ audit.
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -101,7 +102,9 @@ def _log(config: pytest.Config) -> AuditLog:
 
 
 def _safe(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_.-]+", "_", text).strip("_")[:150] or "audit"
+    """A file name for a test id: readable, and unique (ids that read alike differ in the hash)."""
+    readable = re.sub(r"[^A-Za-z0-9_.-]+", "_", text).strip("_")[:120] or "audit"
+    return f"{readable}-{hashlib.sha1(text.encode('utf-8')).hexdigest()[:8]}"
 
 
 def _write_files(folder: Path, audit: _Audit, count: int) -> None:

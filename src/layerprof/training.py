@@ -206,6 +206,11 @@ class Watcher:
     ``forwards`` counts the model's forwards seen, ``samples`` the reports emitted, ``last_report`` is
     the latest one (None before the first). ``remove()`` takes every hook off, a sample in flight
     included; ``with layerprof.watch(model) as watcher:`` does it at the end of the block.
+
+    Threads: samples belong to the thread that runs the model's first forward; forwards on other
+    threads are neither counted nor sampled, and must not run while a sample is in flight (they
+    would pass through its per-layer hooks). Call ``remove()`` and ``flush()`` on the training
+    thread: a counting mode can only leave the dispatch-mode stack of the thread it entered.
     """
 
     def __init__(
@@ -237,6 +242,7 @@ class Watcher:
             )
         self._gather = gather
         self.forwards = 0
+        self._thread: int | None = None
         self.samples = 0
         self.last_report: Report | None = None
         self._sample: _Sample | None = None
@@ -315,6 +321,13 @@ class Watcher:
 
     # -- the root pre-hook ---------------------------------------------------------------------------
     def _on_forward(self, _module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+        # Samples belong to the thread that ran the first forward: forwards of the same model on other
+        # threads pass untouched (hooks registered while another thread is mid-forward would be
+        # called half-registered by torch).
+        if self._thread is None:
+            self._thread = threading.get_ident()
+        elif threading.get_ident() != self._thread:
+            return
         self.forwards += 1
         if self._sample is None and self.forwards % self.every:
             return  # the cost of a step that is not sampled
