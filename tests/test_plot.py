@@ -188,3 +188,16 @@ def test_backward_rows_are_drawn_and_named_as_such(report: Report, tmp_path: Pat
     svg = both.plot_roofline(tmp_path / "both.svg", label_top=1).read_text()
     assert "fuse (bwd)" in svg  # the heaviest row now
     assert "backward pass" in svg
+
+
+def test_the_matrix_roof_follows_the_switch_of_the_rows_matrix_work() -> None:
+    # cuDNN's TF32 switch on, cuBLAS's off (torch's defaults): conv work gets the TF32 roof, GEMM
+    # work (a ViT) the float32 one, as the verdicts price them.
+    h100 = layerprof.get_device("h100-sxm")
+    saved = (torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32)
+    try:
+        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = True, False
+        assert plot.ceilings_of(h100, "float32", "conv").matrix_peak_flops_per_s == 494.5e12
+        assert plot.ceilings_of(h100, "float32", "matmul").matrix_peak_flops_per_s == 67e12
+    finally:
+        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = saved

@@ -20,14 +20,14 @@ import warnings
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from layerprof import roofline
 from layerprof.devices import DeviceSpec, PeakFallbackWarning, normalize_dtype
 from layerprof.errors import InvalidArgumentError
 from layerprof.records import Bound, LayerRow, Phase
 from layerprof.units import shape, si
-from layerprof.verdicts import priced_dtype
+from layerprof.verdicts import judge, priced_dtype, tf32_op
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -131,12 +131,14 @@ class RooflinePanel:
     dtype: str
     dots: tuple[RooflineDot, ...]
     title: str = ""
+    tf32_op: Literal["conv", "matmul"] = "conv"  # whose TF32 switch the matrix roof follows
 
 
-def ceilings_of(target: DeviceSpec, dtype: str) -> Ceilings:
-    """``target``'s memory slope and roofs for ``dtype``, with the TF32 choice the verdicts make."""
+def ceilings_of(target: DeviceSpec, dtype: str, tf32_op: Literal["conv", "matmul"] = "conv") -> Ceilings:
+    """``target``'s memory slope and roofs for ``dtype``, with the TF32 choice the verdicts make for
+    ``tf32_op`` work (:func:`layerprof.verdicts.tf32_op` of the rows drawn)."""
     key = normalize_dtype(dtype)
-    allow_tf32 = roofline.allow_tf32_for(target.kind)
+    allow_tf32 = roofline.allow_tf32_for(target.kind, tf32_op)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", PeakFallbackWarning)
         matrix = target.peak_flops_per_s(key, "matrix", allow_tf32=allow_tf32)
@@ -231,16 +233,7 @@ def row_dot(row: LayerRow, target: DeviceSpec | None) -> RooflineDot:
         )
     verdict = row.roofline.get(target.name)
     if verdict is None:  # a row judged against other targets: judge it here, the same way
-        verdict = roofline.verdict(
-            target.name,
-            target,
-            flops=row.flops,
-            matrix_flops=row.matrix_flops,
-            bytes_moved=row.bytes_total,
-            dtype=priced_dtype(row),
-            time_ms=row.time_ms,
-            allow_tf32=roofline.allow_tf32_for(target.kind),
-        )
+        verdict = judge(row, (target,)).roofline[target.name]
     if timed and verdict.achieved_flops_per_s is not None:
         return RooflineDot(
             _row_label(row),
@@ -286,6 +279,7 @@ def plot_roofline(report: Report, path: str | Path, *, label_top: int = 8) -> Pa
             dtype=dtype,
             dots=tuple(row_dot(row, target) for row in shown),
             title=target.full_name if target is not None else "no target",
+            tf32_op=tf32_op(report.layers),
         )
         for target in targets
     )
@@ -349,7 +343,7 @@ def draw_rooflines(
     for spare in axes_list[len(panels) :]:
         spare.set_visible(False)
 
-    ceilings = [None if p.target is None else ceilings_of(p.target, p.dtype) for p in panels]
+    ceilings = [None if p.target is None else ceilings_of(p.target, p.dtype, p.tf32_op) for p in panels]
     x_limits, y_limits = _limits(panels, ceilings)
     max_weight = max((d.weight for p in panels for d in p.dots), default=0.0)
 
