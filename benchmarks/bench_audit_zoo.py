@@ -1,7 +1,7 @@
 """How long does an analyse-only audit of the whole torchvision classification zoo take?
 
 Every model in ``torchvision.models.list_models(module=torchvision.models)`` is loaded the way
-``layerprof audit torchvision:NAME`` loads it (``layerprof.loader.load_model(..., on_meta=True)``:
+``layerprof audit torchvision:NAME`` loads it (``layerprof.cli.loader.load_model(..., on_meta=True)``:
 built on the meta device, no weights, no initialisation; RegNets, whose builders need real values,
 on the CPU) and counted with ``layerprof.analyze`` at its default input size (the DEFAULT weights'
 crop size, batch 1), judged on one target. Target from the issue: under a minute for the zoo.
@@ -23,7 +23,7 @@ import torchvision
 from tabulate import tabulate
 
 import layerprof
-from layerprof.loader import DEFAULT_INPUT_SIZE, load_model
+from layerprof.cli.loader import DEFAULT_INPUT_SIZE, load_model
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -31,9 +31,9 @@ import torch
 from torch import nn
 
 from layerprof import profile
-from layerprof.collect import ROOT_NAME
-from layerprof.timing import LayerTimer, Stopwatch
-from layerprof.twin import make_twin
+from layerprof.timing.layers import LayerTimer, Stopwatch
+from layerprof.walk.collect import ROOT_NAME
+from layerprof.walk.twin import make_twin
 
 
 def _torchvision_model(name: str) -> nn.Module:

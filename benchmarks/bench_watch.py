@@ -34,7 +34,7 @@ import torchvision
 from torch import nn
 
 import layerprof
-from layerprof.report import Report
+from layerprof.report.facade import Report
 
 
 def step_fn(

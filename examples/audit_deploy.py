@@ -21,7 +21,7 @@ from tabulate import tabulate
 
 import layerprof
 from layerprof.budgets import Budgets, check, failures, memory_bound_share
-from layerprof.loader import load_model
+from layerprof.cli.loader import load_model
 
 MODELS = ("resnet50", "mobilenet_v3_large")
 TARGETS = ("t4", "jetson-orin-nano-8gb")

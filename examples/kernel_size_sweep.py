@@ -27,10 +27,10 @@ import torch
 from tabulate import tabulate
 
 import layerprof
-from layerprof import roofline
-from layerprof.devices import DeviceSpec, match_device_name, normalize_dtype
-from layerprof.records import Bound
-from layerprof.units import binary_bytes, si
+from layerprof.core.records import Bound
+from layerprof.core.units import binary_bytes, si
+from layerprof.hardware.devices import DeviceSpec, match_device_name, normalize_dtype
+from layerprof.roofline import model as roofline
 
 DEFAULT_DEVICES = ("gtx1080", "t4", "h100-sxm")
 DEFAULT_CHANNELS = (16, 64, 256)
@@ -181,7 +181,7 @@ def table(points: Sequence[SweepPoint], devices: Sequence[DeviceSpec], dtype: st
 def plot(
     points: Sequence[SweepPoint], devices: Sequence[DeviceSpec], dtype: str, path: Path, size: int
 ) -> Path:
-    from layerprof.plot import RooflineDot, RooflinePanel, draw_rooflines
+    from layerprof.report.plot import RooflineDot, RooflinePanel, draw_rooflines
 
     panels = [
         RooflinePanel(

@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 
 import layerprof
-from layerprof.report import Report
+from layerprof.report.facade import Report
 
 
 def build(name: str, classes: int) -> nn.Module:

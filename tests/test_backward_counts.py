@@ -16,7 +16,7 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 import layerprof
-from layerprof.report import Report
+from layerprof.report.facade import Report
 
 
 def sample(model: nn.Module, x: torch.Tensor) -> Report:

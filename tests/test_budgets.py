@@ -1,4 +1,4 @@
-"""layerprof.budgets: limits checked on hand-built reports (every value closed-form) and on a real one."""
+"""layerprof.analysis.budgets: limits checked on hand-built reports (closed-form values) and a real one."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pytest
 from torch import nn
 
 import layerprof
-from layerprof.budgets import (
+from layerprof.analysis.budgets import (
     BUDGET_NAMES,
     BudgetResult,
     Budgets,
@@ -19,10 +19,10 @@ from layerprof.budgets import (
     failures,
     memory_bound_share,
 )
-from layerprof.devices import get_device
+from layerprof.core.records import LayerRow, Verdict
 from layerprof.errors import InvalidArgumentError
-from layerprof.records import LayerRow, Verdict
-from layerprof.report import Report
+from layerprof.hardware.devices import get_device
+from layerprof.report.facade import Report
 
 T4 = get_device("t4")
 ORIN = get_device("jetson-orin-nano-8gb")

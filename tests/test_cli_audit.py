@@ -20,12 +20,12 @@ from typing import Any
 import pytest
 import torch
 
-from layerprof import budgets as budgets_module
+from layerprof.analysis import budgets as budgets_module
 from layerprof.cli import main
-from layerprof.config import AuditConfig, parse_input_size, read_config
-from layerprof.devices import get_device
+from layerprof.cli.config import AuditConfig, parse_input_size, read_config
+from layerprof.cli.progress import Progress
 from layerprof.errors import InvalidArgumentError
-from layerprof.progress import Progress
+from layerprof.hardware.devices import get_device
 
 MODELS = """
 import torch
@@ -300,7 +300,7 @@ def test_several_targets_and_unknown_target(models_file: Path, capsys: pytest.Ca
 def test_default_target_is_this_machine(
     models_file: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import layerprof.measure
+    import layerprof.hardware.measure
 
     asked: list[str | None] = []
     here = get_device("xeon-8480plus")
@@ -309,7 +309,7 @@ def test_default_target_is_this_machine(
         asked.append(device)
         return here
 
-    monkeypatch.setattr(layerprof.measure, "measure_device", fake_measure)
+    monkeypatch.setattr(layerprof.hardware.measure, "measure_device", fake_measure)
     report = json_report(capsys, f"{models_file}:tiny", "--input-size", SMALL, "--device", "cpu")
     assert asked == ["cpu"]
     assert [t["name"] for t in report["targets"]] == ["xeon-8480plus"]
@@ -480,11 +480,11 @@ def _profile_available() -> bool:
 def test_time_measures_on_this_machine(
     models_file: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import layerprof.measure
+    import layerprof.hardware.measure
 
     # target auto is this machine, measured: a stand-in spec keeps the test from benchmarking the CPU
     here = replace(get_device("xeon-8480plus"), name="local-cpu", aliases=(), measured=True)
-    monkeypatch.setattr(layerprof.measure, "measure_device", lambda device=None, **_: here)
+    monkeypatch.setattr(layerprof.hardware.measure, "measure_device", lambda device=None, **_: here)
     base = [
         f"{models_file}:tiny",
         "--input-size",
@@ -591,9 +591,9 @@ def test_read_config_forms(tmp_path: Path) -> None:
 
 def test_without_a_toml_parser(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     # Python 3.10 without tomli: only a file that must be read is an error.
-    import layerprof.config
+    import layerprof.cli.config
 
-    monkeypatch.setattr(layerprof.config, "_toml_module", lambda: None)
+    monkeypatch.setattr(layerprof.cli.config, "_toml_module", lambda: None)
     (tmp_path / "pyproject.toml").write_text('[project]\nname = "x"\n')
     assert read_config(directory=tmp_path) == AuditConfig()
     (tmp_path / "pyproject.toml").write_text("[tool.layerprof]\nmax-gflops = 1\n")

@@ -1,5 +1,5 @@
-"""layerprof.compare and ``layerprof compare``: rows matched by (phase, name), exactly the changed rows
-listed, totals and regressions.
+"""layerprof.analysis.compare and ``layerprof compare``: rows matched by (phase, name), exactly the
+changed rows listed, totals and regressions.
 
 Two factories differ only in conv2's kernel (3x3 with padding 1 against 5x5 with padding 2, so every
 shape stays the same). On a 1x3x16x16 input, fp32:
@@ -18,8 +18,8 @@ import pytest
 from torch import nn
 
 import layerprof
+from layerprof.analysis.compare import Change, compare, load_report, parse_fraction, render
 from layerprof.cli import main
-from layerprof.compare import Change, compare, load_report, parse_fraction, render
 from layerprof.errors import InvalidArgumentError
 
 MODELS = """

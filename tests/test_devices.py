@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from layerprof.devices import (
+from layerprof.errors import InvalidArgumentError, InvalidDeviceSpecError, UnknownDeviceError
+from layerprof.hardware.devices import (
     DeviceSpec,
     PeakFallbackWarning,
     device_table,
@@ -22,7 +23,6 @@ from layerprof.devices import (
     match_device_name,
     normalize_dtype,
 )
-from layerprof.errors import InvalidArgumentError, InvalidDeviceSpecError, UnknownDeviceError
 
 ALL_DEVICES = list_devices()
 

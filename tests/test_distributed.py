@@ -30,7 +30,8 @@ import torch.nn.functional as F
 from torch import nn
 
 import layerprof
-from layerprof.distributed import (
+from layerprof.core.units import milliseconds
+from layerprof.distributed.gather import (
     ALLREDUCE_ROW,
     GatherError,
     RankGather,
@@ -44,8 +45,7 @@ from layerprof.distributed import (
     with_allreduce,
 )
 from layerprof.errors import InvalidArgumentError
-from layerprof.report import AllreduceTime, Report
-from layerprof.units import milliseconds
+from layerprof.report.facade import AllreduceTime, Report
 
 pytestmark = pytest.mark.skipif(not dist.is_available(), reason="torch.distributed is not available")
 
@@ -184,7 +184,7 @@ def test_counts_that_differ_between_ranks_are_logged(caplog: pytest.LogCaptureFi
     base = timed_report(RANK_TIMES[0], RANK_TOTALS[0])
     other = sample_of(base, 1, RANK_TIMES[1], RANK_TOTALS[1])
     other = replace(other, rows=(replace(other.rows[0], flops=other.rows[0].flops + 1), *other.rows[1:]))
-    with caplog.at_level(logging.WARNING, logger="layerprof.distributed"):
+    with caplog.at_level(logging.WARNING, logger="layerprof.distributed.gather"):
         merged = merge_ranks(base, [sample_of(base, 0, RANK_TIMES[0], 2.0), other])
     assert "differ on rank 1" in caplog.text and "conv" in caplog.text
     assert merged.row("conv").flops == base.row("conv").flops  # rank 0's kept
@@ -220,7 +220,7 @@ def test_the_allreduce_row_adds_its_bytes_and_the_exposed_time_to_the_step() -> 
 def test_gathered_reports_validate_against_the_schema() -> None:
     jsonschema = pytest.importorskip("jsonschema")
     schema = json.loads(
-        resources.files("layerprof").joinpath("data", "report.schema.json").read_text(encoding="utf-8")
+        resources.files("layerprof.report").joinpath("data", "report.schema.json").read_text(encoding="utf-8")
     )
     document = json.loads(merged_three_ranks().to_json())
     jsonschema.Draft202012Validator(schema).validate(document)
@@ -559,7 +559,7 @@ def test_a_rank_that_never_reaches_the_gather_makes_rank_0_raise_naming_it(tmp_p
 
 
 def test_default_gather_is_on_only_with_several_ranks() -> None:
-    from layerprof.distributed import default_gather
+    from layerprof.distributed.gather import default_gather
 
     assert not dist.is_initialized()
     assert default_gather(None) is None  # no process group: nothing to gather
@@ -569,6 +569,6 @@ def test_default_gather_is_on_only_with_several_ranks() -> None:
 
 
 def test_gather_true_asks_for_a_rank_gather() -> None:
-    from layerprof.distributed import default_gather
+    from layerprof.distributed.gather import default_gather
 
     assert isinstance(default_gather(True), RankGather)

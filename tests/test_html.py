@@ -1,4 +1,4 @@
-"""layerprof.html: one self-contained page (no external resource), the plot inline, budgets shown;
+"""layerprof.report.html: one self-contained page (no external resource), the plot inline, budgets shown;
 rendered by a real browser where /usr/bin/chromium exists."""
 
 from __future__ import annotations
@@ -12,10 +12,10 @@ import pytest
 from torch import nn
 
 import layerprof
-from layerprof.budgets import check
+from layerprof.analysis.budgets import check
 from layerprof.errors import InvalidArgumentError
-from layerprof.html import render_html, write_html
-from layerprof.report import Report
+from layerprof.report.facade import Report
+from layerprof.report.html import render_html, write_html
 
 CHROMIUM = Path("/usr/bin/chromium")
 
@@ -79,7 +79,7 @@ def test_plot_is_inlined_as_png(report: Report) -> None:
 
 
 def test_missing_plot_is_a_note(report: Report, monkeypatch: pytest.MonkeyPatch) -> None:
-    from layerprof import plot
+    from layerprof.report import plot
 
     def no_matplotlib(*args: object, **kwargs: object) -> Path:
         raise ImportError("No module named 'matplotlib'")

@@ -1,4 +1,4 @@
-"""layerprof.loader: each MODEL form loads; each way to fail is one ModelLoadError line naming the MODEL."""
+"""layerprof.cli.loader: each MODEL form loads; each way to fail is one ModelLoadError naming MODEL."""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ import torch
 from torch import nn
 
 import layerprof
+from layerprof.cli.loader import DEFAULT_INPUT_SIZE, load_model, parse_model_args, torchvision_crop_size
 from layerprof.errors import ModelLoadError
-from layerprof.loader import DEFAULT_INPUT_SIZE, load_model, parse_model_args, torchvision_crop_size
 
 SOURCE = """
 from torch import nn

@@ -7,10 +7,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from layerprof import measure
-from layerprof.devices import DeviceSpec, load_devices
 from layerprof.errors import InvalidArgumentError
-from layerprof.measure import cache_path, default_cache_dir, measure_device
+from layerprof.hardware import measure
+from layerprof.hardware.devices import DeviceSpec, load_devices
+from layerprof.hardware.measure import cache_path, default_cache_dir, measure_device
 
 needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 

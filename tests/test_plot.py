@@ -12,10 +12,10 @@ import pytest
 import torch
 
 import layerprof
-from layerprof import plot
 from layerprof.errors import InvalidArgumentError
-from layerprof.report import Report
-from layerprof.verdicts import judge
+from layerprof.report import plot
+from layerprof.report.facade import Report
+from layerprof.roofline.verdicts import judge
 
 mpimg = pytest.importorskip("matplotlib.image")
 
@@ -172,7 +172,7 @@ def test_missing_matplotlib_says_how_to_install(
 
 
 def test_importing_layerprof_does_not_import_matplotlib() -> None:
-    code = "import sys, layerprof, layerprof.plot; sys.exit('matplotlib' in sys.modules)"
+    code = "import sys, layerprof, layerprof.report.plot; sys.exit('matplotlib' in sys.modules)"
     src = Path(__file__).resolve().parents[1] / "src"
     env = {**os.environ, "PYTHONPATH": str(src)}
     result = subprocess.run([sys.executable, "-c", code], env=env, check=False)

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 import layerprof
-from layerprof.compare import load_report
+from layerprof.analysis.compare import load_report
 
 pytest_plugins = ["pytester"]
 
@@ -20,7 +20,7 @@ SRC = str(Path(layerprof.__file__).resolve().parents[1])
 BUDGET_TESTS = """
 from torch import nn
 
-from layerprof.budgets import assert_within
+from layerprof.analysis.budgets import assert_within
 
 
 def tiny():

@@ -7,9 +7,9 @@ from collections.abc import Callable, Iterator
 import pytest
 import torch
 
-from layerprof.devices import DeviceSpec, get_device
 from layerprof.errors import InvalidArgumentError
-from layerprof.roofline import (
+from layerprof.hardware.devices import DeviceSpec, get_device
+from layerprof.roofline.model import (
     allow_tf32_for,
     operational_intensity,
     ridge_point,

@@ -23,13 +23,13 @@ import torch
 from torch import nn
 
 import layerprof
+from layerprof.analysis.scaling import ScalingPrediction, predict_scaling, ring_allreduce_s
 from layerprof.cli import main
-from layerprof.devices import DeviceSpec, LinkSpec, get_device, get_link, list_links
+from layerprof.core.records import LayerRow, Verdict
 from layerprof.errors import InvalidArgumentError, InvalidDeviceSpecError, UnknownDeviceError
-from layerprof.inputs import InputSpec, TensorSpec
-from layerprof.records import LayerRow, Verdict
-from layerprof.report import Report
-from layerprof.scaling import ScalingPrediction, predict_scaling, ring_allreduce_s
+from layerprof.hardware.devices import DeviceSpec, LinkSpec, get_device, get_link, list_links
+from layerprof.report.facade import Report
+from layerprof.walk.inputs import InputSpec, TensorSpec
 from models import ConvBnReluNet
 
 H100 = get_device("h100-sxm")
@@ -389,7 +389,7 @@ def test_devices_lists_the_links(capsys: pytest.CaptureFixture[str]) -> None:
 def test_a_gathered_reports_allreduce_row_is_not_counted_twice() -> None:
     from dataclasses import replace
 
-    from layerprof.distributed import ALLREDUCE_ROW
+    from layerprof.distributed.gather import ALLREDUCE_ROW
 
     report = layerprof.analyze(
         nn.Sequential(nn.Linear(64, 64)), input_size=(8, 64), target="h100-sxm", backward=True

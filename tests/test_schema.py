@@ -1,4 +1,4 @@
-"""The shipped JSON Schema (layerprof/data/report.schema.json) describes what report.to_json() writes."""
+"""The shipped JSON Schema (layerprof/report/data/report.schema.json) describes report.to_json()."""
 
 from __future__ import annotations
 
@@ -14,15 +14,17 @@ import torch
 from torch import nn
 
 import layerprof
-from layerprof.export import SCHEMA_VERSION
-from layerprof.records import LayerRow, Verdict
+from layerprof.core.records import LayerRow, Verdict
+from layerprof.report.export import SCHEMA_VERSION
 
 jsonschema = pytest.importorskip("jsonschema")
 
 
 @pytest.fixture(scope="module")
 def schema() -> dict[str, Any]:
-    text = resources.files("layerprof").joinpath("data", "report.schema.json").read_text(encoding="utf-8")
+    text = (
+        resources.files("layerprof.report").joinpath("data", "report.schema.json").read_text(encoding="utf-8")
+    )
     return json.loads(text)  # type: ignore[no-any-return]
 
 

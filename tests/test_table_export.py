@@ -16,7 +16,7 @@ import pytest
 
 import layerprof
 from layerprof import LayerRow, Report
-from layerprof.render import select_rows
+from layerprof.report.render import select_rows
 
 GOLDEN = Path(__file__).parent / "golden"
 SUMMED = ("flops", "matrix_flops", "macs", "bytes_read", "bytes_written", "params")

@@ -1,4 +1,4 @@
-"""layerprof.timing: the hooks, the bookkeeping of nesting and self time, rows' shares, kernel attribution.
+"""layerprof.timing.layers: hooks, nesting and self time, rows' shares, kernel attribution.
 
 The arithmetic tests feed hand-written entry/exit records with hand-picked times, so every expected
 value is worked out next to it; the hook tests run real (tiny) models but only check structure.
@@ -15,10 +15,9 @@ import torch
 from torch import nn
 
 from layerprof import analyze, demo_model, get_device
-from layerprof.collect import ROOT_NAME
+from layerprof.core.records import LayerRow
 from layerprof.errors import InvalidArgumentError
-from layerprof.records import LayerRow
-from layerprof.timing import (
+from layerprof.timing.layers import (
     RANGE_PREFIX,
     LayerTimer,
     ModuleTimes,
@@ -33,7 +32,8 @@ from layerprof.timing import (
     row_samples,
     timed_rows,
 )
-from layerprof.twin import make_twin
+from layerprof.walk.collect import ROOT_NAME
+from layerprof.walk.twin import make_twin
 
 # Module indices as named_modules() lists them for the records below: (root), a, b, b.c
 ROOT, A, B, C = 0, 1, 2, 3

@@ -21,9 +21,9 @@ from torch import nn
 from torch.utils._python_dispatch import _get_current_dispatch_mode_stack
 
 import layerprof
+from layerprof.api.watch import Watcher
 from layerprof.errors import InvalidArgumentError, InvalidModelError
-from layerprof.report import Report
-from layerprof.training import Watcher
+from layerprof.report.facade import Report
 
 
 class Tiny(nn.Module):
@@ -475,13 +475,13 @@ def test_default_sink_logs_and_nothing_is_printed(
 ) -> None:
     model = Tiny()
     with (
-        caplog.at_level(logging.INFO, logger="layerprof.training"),
+        caplog.at_level(logging.INFO, logger="layerprof.api.watch"),
         layerprof.watch(model, every=1, target=None),
     ):
         two_steps(model)
     assert capsys.readouterr().out == ""
     logged = [
-        r for r in caplog.records if r.name == "layerprof.training" and "layerprof: Tiny" in r.getMessage()
+        r for r in caplog.records if r.name == "layerprof.api.watch" and "layerprof: Tiny" in r.getMessage()
     ]
     assert len(logged) == 1
 

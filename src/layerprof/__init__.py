@@ -16,37 +16,37 @@ from layerprof.version import __version__
 
 # public name -> the module that defines it
 _EXPORTS: dict[str, str] = {
-    "analyze": "layerprof.profiler",
-    "profile": "layerprof.profiler",
-    "Profiler": "layerprof.profiler",
-    "watch": "layerprof.training",
-    "Watcher": "layerprof.training",
-    "Report": "layerprof.report",
-    "RankTimes": "layerprof.report",
-    "AllreduceTime": "layerprof.report",
-    "RankGather": "layerprof.distributed",
-    "GatherError": "layerprof.distributed",
-    "LayerRow": "layerprof.records",
-    "Verdict": "layerprof.records",
-    "DeviceSpec": "layerprof.devices",
-    "get_device": "layerprof.devices",
-    "list_devices": "layerprof.devices",
-    "load_devices": "layerprof.devices",
-    "LinkSpec": "layerprof.devices",
-    "get_link": "layerprof.devices",
-    "list_links": "layerprof.devices",
-    "predict_scaling": "layerprof.scaling",
-    "ScalingPrediction": "layerprof.scaling",
-    "measure_device": "layerprof.measure",
-    "conv_cost": "layerprof.whatif",
-    "ConvCost": "layerprof.whatif",
-    "Crosscheck": "layerprof.crosscheck",
-    "Disagreement": "layerprof.crosscheck",
-    "DemoNet": "layerprof.demonet",
-    "demo_model": "layerprof.demonet",
-    "Budgets": "layerprof.budgets",
-    "BudgetResult": "layerprof.budgets",
-    "assert_within": "layerprof.budgets",
+    "analyze": "layerprof.api.profiler",
+    "profile": "layerprof.api.profiler",
+    "Profiler": "layerprof.api.profiler",
+    "watch": "layerprof.api.watch",
+    "Watcher": "layerprof.api.watch",
+    "Report": "layerprof.report.facade",
+    "RankTimes": "layerprof.report.facade",
+    "AllreduceTime": "layerprof.report.facade",
+    "RankGather": "layerprof.distributed.gather",
+    "GatherError": "layerprof.distributed.gather",
+    "LayerRow": "layerprof.core.records",
+    "Verdict": "layerprof.core.records",
+    "DeviceSpec": "layerprof.hardware.devices",
+    "get_device": "layerprof.hardware.devices",
+    "list_devices": "layerprof.hardware.devices",
+    "load_devices": "layerprof.hardware.devices",
+    "LinkSpec": "layerprof.hardware.devices",
+    "get_link": "layerprof.hardware.devices",
+    "list_links": "layerprof.hardware.devices",
+    "predict_scaling": "layerprof.analysis.scaling",
+    "ScalingPrediction": "layerprof.analysis.scaling",
+    "measure_device": "layerprof.hardware.measure",
+    "conv_cost": "layerprof.analysis.whatif",
+    "ConvCost": "layerprof.analysis.whatif",
+    "Crosscheck": "layerprof.report.crosscheck",
+    "Disagreement": "layerprof.report.crosscheck",
+    "DemoNet": "layerprof.models.demonet",
+    "demo_model": "layerprof.models.demonet",
+    "Budgets": "layerprof.analysis.budgets",
+    "BudgetResult": "layerprof.analysis.budgets",
+    "assert_within": "layerprof.analysis.budgets",
     "LayerprofError": "layerprof.errors",
     "InvalidArgumentError": "layerprof.errors",
     "InvalidModelError": "layerprof.errors",
@@ -113,19 +113,13 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:
-    from layerprof.budgets import BudgetResult, Budgets, assert_within
-    from layerprof.crosscheck import Crosscheck, Disagreement
-    from layerprof.demonet import DemoNet, demo_model
-    from layerprof.devices import (
-        DeviceSpec,
-        LinkSpec,
-        get_device,
-        get_link,
-        list_devices,
-        list_links,
-        load_devices,
-    )
-    from layerprof.distributed import GatherError, RankGather
+    from layerprof.analysis.budgets import BudgetResult, Budgets, assert_within
+    from layerprof.analysis.scaling import ScalingPrediction, predict_scaling
+    from layerprof.analysis.whatif import ConvCost, conv_cost
+    from layerprof.api.profiler import Profiler, analyze, profile
+    from layerprof.api.watch import Watcher, watch
+    from layerprof.core.records import LayerRow, Verdict
+    from layerprof.distributed.gather import GatherError, RankGather
     from layerprof.errors import (
         DeviceMismatchError,
         ForwardError,
@@ -136,10 +130,16 @@ if TYPE_CHECKING:
         ModelLoadError,
         UnknownDeviceError,
     )
-    from layerprof.measure import measure_device
-    from layerprof.profiler import Profiler, analyze, profile
-    from layerprof.records import LayerRow, Verdict
-    from layerprof.report import AllreduceTime, RankTimes, Report
-    from layerprof.scaling import ScalingPrediction, predict_scaling
-    from layerprof.training import Watcher, watch
-    from layerprof.whatif import ConvCost, conv_cost
+    from layerprof.hardware.devices import (
+        DeviceSpec,
+        LinkSpec,
+        get_device,
+        get_link,
+        list_devices,
+        list_links,
+        load_devices,
+    )
+    from layerprof.hardware.measure import measure_device
+    from layerprof.models.demonet import DemoNet, demo_model
+    from layerprof.report.crosscheck import Crosscheck, Disagreement
+    from layerprof.report.facade import AllreduceTime, RankTimes, Report

@@ -20,20 +20,20 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from layerprof.budgets import BudgetResult, Budgets, check, failures
+from layerprof.analysis.budgets import BudgetResult, Budgets, check, failures
+from layerprof.cli.config import AuditConfig, read_config
+from layerprof.cli.loader import LoadedModel, load_model, parse_model_args
 from layerprof.cli.model_args import add_model_arguments, input_sizes
-from layerprof.config import AuditConfig, read_config
-from layerprof.devices import DeviceSpec, get_device
-from layerprof.dtypes import parse_dtype
+from layerprof.cli.progress import Progress
+from layerprof.core.dtypes import parse_dtype
 from layerprof.errors import InvalidArgumentError
-from layerprof.loader import LoadedModel, load_model, parse_model_args
-from layerprof.progress import Progress
-from layerprof.render import SORT_KEYS, check_options
+from layerprof.hardware.devices import DeviceSpec, get_device
+from layerprof.report.render import SORT_KEYS, check_options
 
 if TYPE_CHECKING:
     import torch
 
-    from layerprof.report import Report
+    from layerprof.report.facade import Report
 
 FORMATS = ("table", "markdown", "json", "csv", "html")
 DTYPES = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16", "int8": "int8"}
@@ -220,7 +220,7 @@ def _targets(names: Sequence[str], device: str | None, bar: Progress) -> list[De
     specs = []
     for name in names:
         if name.strip().lower() == "auto":
-            from layerprof.measure import measure_device
+            from layerprof.hardware.measure import measure_device
 
             bar.step(f"measuring this machine ({device or 'default device'})")
             specs.append(measure_device(device))
@@ -245,12 +245,12 @@ def _report(
     if loaded.kind != "exported":
         loaded.model.eval()
     if not args.time:
-        from layerprof.profiler import analyze
+        from layerprof.api.profiler import analyze
 
         return analyze(loaded.model, input_size=size_arg, dtype=dtype, target=list(targets))
     import torch
 
-    from layerprof.profiler import profile  # the timing path is imported only when asked for
+    from layerprof.api.profiler import profile  # the timing path is imported only when asked for
 
     where = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     torch_dtype: torch.dtype = parse_dtype(dtype)
@@ -271,7 +271,7 @@ def _render(report: Report, fmt: str, args: argparse.Namespace, results: Sequenc
     if fmt == "csv":
         return report.to_csv()
     if fmt == "html":
-        from layerprof.html import render_html
+        from layerprof.report.html import render_html
 
         return render_html(
             report,

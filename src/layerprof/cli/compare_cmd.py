@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from layerprof.compare import compare, load_report, parse_fraction, render
+from layerprof.analysis.compare import compare, load_report, parse_fraction, render
 from layerprof.errors import InvalidArgumentError
 
 FORMATS = ("table", "markdown", "json")

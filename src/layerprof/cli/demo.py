@@ -9,9 +9,9 @@ from typing import Any
 
 import torch
 
-from layerprof.demonet import DEMO_INPUT_SIZE, demo_model
+from layerprof.api.profiler import analyze, profile
 from layerprof.errors import InvalidArgumentError
-from layerprof.profiler import analyze, profile
+from layerprof.models.demonet import DEMO_INPUT_SIZE, demo_model
 
 
 def add_parser(commands: Any) -> None:

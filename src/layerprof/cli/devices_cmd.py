@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from layerprof.device_table import device_table, link_table
-from layerprof.devices import list_devices, list_links, load_devices
+from layerprof.cli.device_table import device_table, link_table
+from layerprof.hardware.devices import list_devices, list_links, load_devices
 
 
 def add_parser(commands: Any) -> None:

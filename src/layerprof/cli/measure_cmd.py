@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from layerprof.device_table import device_table
+from layerprof.cli.device_table import device_table
 
 
 def add_parser(commands: Any) -> None:
@@ -23,7 +23,7 @@ def add_parser(commands: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from layerprof.measure import measure_device
+    from layerprof.hardware.measure import measure_device
 
     spec = measure_device(args.device, cache=not args.no_cache, quick=args.quick)
     print(device_table([spec]))

@@ -5,9 +5,9 @@ from __future__ import annotations
 import argparse
 from collections.abc import Sequence
 
-from layerprof.config import parse_input_size
+from layerprof.cli.config import parse_input_size
+from layerprof.cli.loader import DEFAULT_INPUT_SIZE, LoadedModel
 from layerprof.errors import InvalidArgumentError
-from layerprof.loader import DEFAULT_INPUT_SIZE, LoadedModel
 
 
 def add_model_arguments(

@@ -2,7 +2,7 @@
 
 Counts one training step of MODEL (forward and backward on the meta device: nothing is computed),
 prices it on the target's roofline and adds a ring all-reduce of the gradients over the link, for
-each GPU count (:func:`layerprof.scaling.predict_scaling`). Exit 0 on success, 2 on a usage error.
+each GPU count (:func:`layerprof.analysis.scaling.predict_scaling`). Exit 0 on success, 2 on a usage error.
 """
 
 from __future__ import annotations
@@ -14,11 +14,11 @@ import warnings
 from dataclasses import replace
 from typing import Any
 
+from layerprof.cli.loader import load_model, parse_model_args
 from layerprof.cli.model_args import add_model_arguments, input_sizes
-from layerprof.devices import get_link
 from layerprof.errors import InvalidArgumentError
-from layerprof.loader import load_model, parse_model_args
-from layerprof.targets import resolve_targets
+from layerprof.hardware.devices import get_link
+from layerprof.hardware.targets import resolve_targets
 
 DTYPES = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}
 FORMATS = ("table", "json")
@@ -99,8 +99,8 @@ def _batch(text: str | None) -> int | None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from layerprof.profiler import analyze
-    from layerprof.scaling import predict_scaling
+    from layerprof.analysis.scaling import predict_scaling
+    from layerprof.api.profiler import analyze
 
     # Everything that can be refused is refused before the model is built.
     gpus = _gpus(args.gpus)

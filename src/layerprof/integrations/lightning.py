@@ -15,7 +15,7 @@ memory-bound on the first target) and ``layerprof/total/time_ms``.
 Steps are forwards of the watched module: the LightningModule itself unless ``module`` names one of
 its submodules (``module="model"`` when ``training_step`` calls ``self.model(x)`` and not ``self(x)``).
 Validation forwards of that module count too; they are never timed as a training step (see
-:mod:`layerprof.training`). This module needs ``lightning`` (``pip install lightning``).
+:mod:`layerprof.api.watch`). This module needs ``lightning`` (``pip install lightning``).
 """
 
 from __future__ import annotations
@@ -31,10 +31,10 @@ except ImportError as error:  # pragma: no cover - exercised by hiding lightning
         "layerprof.integrations.lightning needs Lightning, which is not installed: pip install lightning"
     ) from error
 
+from layerprof.api.watch import Watcher, watch
 from layerprof.errors import InvalidArgumentError
-from layerprof.report import Report
-from layerprof.targets import TargetArg
-from layerprof.training import Watcher, watch
+from layerprof.hardware.targets import TargetArg
+from layerprof.report.facade import Report
 
 __all__ = ["LayerProfCallback", "report_metrics"]
 

@@ -1,0 +1,1 @@
+"""Questions asked of reports: budgets, compare, scaling, what-ifs."""

@@ -1,0 +1,1 @@
+"""The entry points users call: analyze, profile, Profiler, watch, and where watch() sends reports."""

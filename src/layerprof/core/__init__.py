@@ -1,0 +1,1 @@
+"""Records, the row-name grammar, units, dtypes and argument validation: the bottom layer."""

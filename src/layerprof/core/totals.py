@@ -1,0 +1,29 @@
+"""The totals row: sums over the rows, so that a table's columns always add up to its last line."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from layerprof.core.records import LayerRow, intensity_of
+
+
+def total_row(rows: Sequence[LayerRow], *, kind: str, time_ms: float | None = None) -> LayerRow:
+    flops = sum(r.flops for r in rows)
+    matrix = sum(r.matrix_flops for r in rows)
+    read = sum(r.bytes_read for r in rows)
+    written = sum(r.bytes_written for r in rows)
+    return LayerRow(
+        name="total",
+        kind=kind,
+        phase=rows[0].phase if rows else "forward",
+        depth=0,
+        calls=1,
+        params=sum(r.params for r in rows),
+        flops=flops,
+        matrix_flops=matrix,
+        macs=sum(r.macs for r in rows),
+        bytes_read=read,
+        bytes_written=written,
+        intensity=intensity_of(flops, read, written),
+        time_ms=time_ms,
+    )

@@ -1,0 +1,1 @@
+"""The demo CNN shipped in the package."""

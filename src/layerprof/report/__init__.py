@@ -1,0 +1,1 @@
+"""The Report facade and everything it offers: assembling, tables, files, plots, HTML, crosscheck."""

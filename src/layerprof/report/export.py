@@ -1,0 +1,139 @@
+"""Reports as plain data: a dict (JSON) with a schema version and exact integers, and CSV."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from dataclasses import fields
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from layerprof.core.records import LayerRow, Verdict
+
+if TYPE_CHECKING:
+    from layerprof.report.facade import AllreduceTime, Report
+
+SCHEMA_VERSION = 1
+
+_ROW_FIELDS = [f.name for f in fields(LayerRow) if f.name != "roofline"]
+
+
+def verdict_dict(verdict: Verdict) -> dict[str, Any]:
+    return {f.name: _plain(getattr(verdict, f.name)) for f in fields(Verdict)}
+
+
+def row_dict(row: LayerRow) -> dict[str, Any]:
+    data = {name: _plain(getattr(row, name)) for name in _ROW_FIELDS}
+    data["roofline"] = {name: verdict_dict(v) for name, v in row.roofline.items()}
+    return data
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, tuple):
+        return [_plain(v) for v in value]
+    return value
+
+
+def _device_dict(device: Any) -> dict[str, Any]:
+    return {
+        "name": device.name,
+        "kind": device.kind,
+        "memory_bandwidth_bytes_per_s": device.memory_bandwidth_bytes_per_s,
+        "matrix_peak_flops_per_s": dict(device.matrix_peak_flops_per_s),
+        "vector_peak_flops_per_s": dict(device.vector_peak_flops_per_s),
+        "measured": bool(getattr(device, "measured", False)),
+    }
+
+
+def to_dict(report: Report) -> dict[str, Any]:
+    inputs = None
+    if report.inputs is not None:
+        inputs = {
+            "positional": [
+                None if s is None else {"shape": list(s.shape), "dtype": str(s.dtype).removeprefix("torch.")}
+                for s in report.inputs.positional
+            ],
+            "keyword": {
+                k: None
+                if s is None
+                else {"shape": list(s.shape), "dtype": str(s.dtype).removeprefix("torch.")}
+                for k, s in report.inputs.keyword
+            },
+        }
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "model": report.model_name,
+        "inputs": inputs,
+        "targets": [_device_dict(t) for t in report.targets],
+        "coverage": report.coverage,
+        "timed_on": sorted(report.timed_on),
+        "kernel_time_ms": None if report.kernel_time_ms is None else dict(report.kernel_time_ms),
+        "ranks": _ranks_dict(report),
+        "allreduce": None if report.allreduce is None else _allreduce_dict(report.allreduce),
+        "unsupported": dict(report.unsupported),
+        "layers": [row_dict(r) for r in report.layers],
+        "total": row_dict(report.total),
+    }
+
+
+def _ranks_dict(report: Report) -> dict[str, Any] | None:
+    ranks = report.ranks
+    if ranks is None:
+        return None
+    return {
+        "world_size": ranks.world_size,
+        "straggler_threshold": ranks.straggler_threshold,
+        "total_ms": list(ranks.total_ms),
+        "rows": [
+            {"phase": phase, "name": name, "time_ms": list(times)}
+            for (phase, name), times in ranks.rows_ms.items()
+        ],
+    }
+
+
+def _allreduce_dict(allreduce: AllreduceTime) -> dict[str, Any]:
+    return {f.name: getattr(allreduce, f.name) for f in fields(allreduce)}
+
+
+def _write(text: str, path: str | Path | None) -> str:
+    if path is not None:
+        Path(path).write_text(text, encoding="utf-8")
+    return text
+
+
+def to_json(report: Report, path: str | Path | None = None, *, indent: int | None = 2) -> str:
+    return _write(json.dumps(to_dict(report), indent=indent) + "\n", path)
+
+
+def csv_columns(report: Report) -> list[str]:
+    columns = list(_ROW_FIELDS)
+    for target in report.targets:
+        columns += [f"{key}@{target.name}" for key in ("bound", "roofline_time_ms", "roofline_efficiency")]
+    return columns
+
+
+def to_csv(report: Report, path: str | Path | None = None) -> str:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(["schema_version", *csv_columns(report)])
+    for row in (*report.layers, report.total):
+        cells: list[Any] = [SCHEMA_VERSION]
+        for name in _ROW_FIELDS:
+            value = getattr(row, name)
+            cells.append(
+                "x".join(str(v) for v in value)
+                if isinstance(value, tuple) and name == "kernel_size"
+                else json.dumps(_plain(value))
+                if isinstance(value, tuple)
+                else value
+            )
+        for target in report.targets:
+            verdict = row.roofline.get(target.name)
+            cells += (
+                [None, None, None]
+                if verdict is None
+                else [verdict.bound, verdict.roofline_time_ms, verdict.roofline_efficiency]
+            )
+        writer.writerow(["" if c is None else c for c in cells])
+    return _write(buffer.getvalue(), path)

@@ -1,0 +1,139 @@
+"""The Report: rows, totals, unsupported ops, targets; and the ways to read it (table, files, plot).
+
+Rendering lives in :mod:`layerprof.report.render`, :mod:`~layerprof.report.export` and
+:mod:`~layerprof.report.plot`; those
+modules import only records, devices and roofline, so this facade can offer them as methods.
+"""
+
+from __future__ import annotations
+
+import weakref
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any
+
+from layerprof.core.records import LayerRow, Phase
+from layerprof.report import export, render
+from layerprof.walk.inputs import InputSpec
+
+if TYPE_CHECKING:
+    from torch import nn
+
+    from layerprof.hardware.devices import DeviceSpec
+    from layerprof.report.crosscheck import Crosscheck
+
+
+@dataclass(frozen=True, slots=True)
+class RankTimes:
+    """Every rank's times in a report gathered from a distributed run (:mod:`layerprof.distributed.gather`).
+
+    ``rows_ms`` maps a row's ``(phase, name)`` to its time on each rank, in rank order (None where
+    that rank has no time for it); ``total_ms`` is each rank's end-to-end time. A row is a straggler
+    when its slowest rank takes more than ``straggler_threshold`` times the median over the ranks.
+    """
+
+    world_size: int
+    rows_ms: Mapping[tuple[Phase, str], tuple[float | None, ...]]
+    total_ms: tuple[float | None, ...]
+    straggler_threshold: float = 1.2
+
+    def times(self, phase: Phase, name: str) -> tuple[float | None, ...] | None:
+        """The row's time on each rank; None when no rank timed a row of that name."""
+        return self.rows_ms.get((phase, name))
+
+
+@dataclass(frozen=True, slots=True)
+class AllreduceTime:
+    """DDP's gradient all-reduce during one timed backward (:mod:`layerprof.distributed.gather`).
+
+    ``time_ms`` is the time some bucket's all-reduce was in flight (the union of the buckets'
+    intervals, from the comm hook's call to the future's completion), ``hidden_ms`` the part of it
+    before the backward's last node ended: the communication the backward hides. ``payload_bytes``
+    is the buckets' gradient bytes, summed.
+    """
+
+    buckets: int
+    payload_bytes: int
+    time_ms: float
+    hidden_ms: float
+
+    @property
+    def hidden_fraction(self) -> float:
+        return self.hidden_ms / self.time_ms if self.time_ms > 0 else 1.0
+
+
+@dataclass(frozen=True, slots=True)
+class Report:
+    """What layerprof found about one model and one set of inputs."""
+
+    layers: tuple[LayerRow, ...]
+    total: LayerRow
+    unsupported: Mapping[str, int] = field(default_factory=lambda: MappingProxyType({}))
+    targets: tuple[DeviceSpec, ...] = ()
+    coverage: float | None = None
+    model_name: str = ""
+    inputs: InputSpec | None = None
+    module_kinds: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+    timed_on: frozenset[str] = frozenset()  # targets describing the device the times were taken on
+    #: Row name -> milliseconds of CUDA kernels it launched (``profile(..., kernel_time=True)``), else None.
+    kernel_time_ms: Mapping[str, float] | None = None
+    #: Every rank's times, when the report was gathered from a distributed run (row times are then
+    #: medians over the ranks); None for one process.
+    ranks: RankTimes | None = None
+    #: DDP's gradient all-reduce in the timed backward (a ``(ddp)/allreduce`` row carries it too).
+    allreduce: AllreduceTime | None = None
+    _model: weakref.ReferenceType[nn.Module] | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def world_size(self) -> int:
+        """How many ranks the report gathers (1 for a report of one process)."""
+        return 1 if self.ranks is None else self.ranks.world_size
+
+    @property
+    def forward(self) -> tuple[LayerRow, ...]:
+        return tuple(r for r in self.layers if r.phase == "forward")
+
+    @property
+    def backward(self) -> tuple[LayerRow, ...]:
+        return tuple(r for r in self.layers if r.phase == "backward")
+
+    def row(self, name: str, phase: str = "forward") -> LayerRow:
+        """The row called ``name`` (KeyError listing a few names when there is none)."""
+        for row in self.layers:
+            if row.name == name and row.phase == phase:
+                return row
+        known = ", ".join(r.name for r in self.layers[:8])
+        raise KeyError(f"no {phase} row named {name!r}; rows start with {known}")
+
+    def table(
+        self,
+        depth: int | None = None,
+        sort: str | None = None,
+        top: int | None = None,
+        fmt: str = "simple",
+    ) -> str:
+        return render.table(self, depth=depth, sort=sort, top=top, fmt=fmt)
+
+    def to_dict(self) -> dict[str, Any]:
+        return export.to_dict(self)
+
+    def to_json(self, path: str | Path | None = None, *, indent: int | None = 2) -> str:
+        return export.to_json(self, path, indent=indent)
+
+    def to_csv(self, path: str | Path | None = None) -> str:
+        return export.to_csv(self, path)
+
+    def plot_roofline(self, path: str | Path, *, label_top: int = 8) -> Path:
+        from layerprof.report import plot  # matplotlib is an optional extra
+
+        return plot.plot_roofline(self, path, label_top=label_top)
+
+    def crosscheck(self, model: nn.Module | None = None, inputs: Any = None) -> Crosscheck:
+        """Count the same model with fvcore and list the layers where the two disagree."""
+        from layerprof.report import crosscheck
+
+        if model is None:
+            model = self._model() if self._model is not None else None
+        return crosscheck.crosscheck(self, model, inputs)

@@ -1,0 +1,100 @@
+"""Rolling rows up into their parent modules (``depth=``) and folding the tail of a ``top=`` cut.
+
+Both keep the sums: the rolled rows add up to the same totals as the rows they replace.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Mapping, Sequence
+
+from layerprof.core.records import LayerRow, intensity_of
+from layerprof.hardware.devices import DeviceSpec
+from layerprof.roofline.verdicts import judge
+
+
+def _path(name: str) -> tuple[list[str], bool]:
+    module, _, op = name.partition("/")
+    return (module.split(".") if module and module != "(root)" else []), bool(op)
+
+
+def name_depth(name: str) -> int:
+    """Depth of a row's name: a module path's length; a glue row sits one below its container."""
+    parts, is_glue = _path(name)
+    return len(parts) + (1 if is_glue else 0)
+
+
+def ancestor(name: str, depth: int) -> str:
+    """``layer1.0.conv1`` at depth 1 is ``layer1``; ``layer1.0/add`` at depth 2 is ``layer1.0``."""
+    if name_depth(name) <= depth:
+        return name
+    parts, _ = _path(name)
+    return ".".join(parts[:depth]) if depth > 0 else "(root)"
+
+
+def merge(
+    name: str,
+    kind: str,
+    rows: Sequence[LayerRow],
+    targets: Sequence[DeviceSpec],
+    timed_on: Collection[str] = (),
+) -> LayerRow:
+    """One row standing for ``rows``: sums of counts and times, intensity and verdicts recomputed."""
+    flops = sum(r.flops for r in rows)
+    read = sum(r.bytes_read for r in rows)
+    written = sum(r.bytes_written for r in rows)
+    times = [r.time_ms for r in rows]
+    time_ms = None if any(t is None for t in times) else sum(t for t in times if t is not None)
+    kernels = {r.kernel_size for r in rows if r.kernel_size is not None}
+    dtypes = {r.dtype for r in rows if r.dtype is not None}
+    merged = LayerRow(
+        name=name,
+        kind=kind,
+        phase=rows[0].phase,
+        depth=name_depth(name) if not name.startswith("(") or name == "(root)" else 0,
+        calls=max(r.calls for r in rows),
+        kernel_size=next(iter(kernels)) if len(kernels) == 1 else None,
+        input_shapes=rows[0].input_shapes,
+        output_shapes=rows[-1].output_shapes,
+        dtype=next(iter(dtypes)) if len(dtypes) == 1 else rows[0].dtype,
+        params=sum(r.params for r in rows),
+        flops=flops,
+        matrix_flops=sum(r.matrix_flops for r in rows),
+        macs=sum(r.macs for r in rows),
+        bytes_read=read,
+        bytes_written=written,
+        intensity=intensity_of(flops, read, written),
+        time_ms=time_ms,
+        time_iqr_ms=None,
+    )
+    return judge(merged, targets, rows=rows, timed_on=timed_on)
+
+
+def roll_up(
+    rows: Sequence[LayerRow],
+    depth: int,
+    targets: Sequence[DeviceSpec],
+    kinds: Mapping[str, str],
+    timed_on: Collection[str] = (),
+) -> list[LayerRow]:
+    """Rows deeper than ``depth`` merged into their ancestor at ``depth``, in first-seen order."""
+    groups: dict[tuple[str, str], list[LayerRow]] = {}
+    for row in rows:
+        groups.setdefault((row.phase, ancestor(row.name, depth)), []).append(row)
+    result = []
+    for (_, name), members in groups.items():
+        if len(members) == 1 and members[0].name == name:
+            result.append(members[0])
+        else:
+            kind = kinds.get(name, f"{len(members)} rows")
+            result.append(merge(name, kind, members, targets, timed_on))
+    return result
+
+
+def fold_tail(
+    rows: Sequence[LayerRow], top: int, targets: Sequence[DeviceSpec], timed_on: Collection[str] = ()
+) -> list[LayerRow]:
+    """The first ``top`` rows and one ``(N more rows)`` row that sums the rest."""
+    head, tail = list(rows[:top]), list(rows[top:])
+    if tail:
+        head.append(merge(f"({len(tail)} more rows)", "", tail, targets, timed_on))
+    return head

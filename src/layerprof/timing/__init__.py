@@ -1,0 +1,1 @@
+"""Clocks (perf_counter, CUDA events), forward and backward timing, kernel attribution."""

@@ -1,0 +1,1 @@
+"""Walking a model: inputs, the twin, the module stack, the dispatch-mode counter, backward attribution."""
