@@ -201,7 +201,6 @@ def test_the_allreduce_row_adds_its_bytes_and_the_exposed_time_to_the_step() -> 
         phase="backward",
         flops=0,
         matrix_flops=0,
-        macs=0,
         params=0,
         bytes_read=sent,
         bytes_written=received,

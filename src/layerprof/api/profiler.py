@@ -15,6 +15,7 @@ import torch
 from torch import nn
 from torch.utils.hooks import RemovableHandle
 
+from layerprof.core import rownames
 from layerprof.core.dtypes import dtype_name, parse_dtype
 from layerprof.core.records import LayerRow
 from layerprof.distributed.gather import default_gather
@@ -230,7 +231,7 @@ def _on(device: torch.device) -> contextlib.AbstractContextManager[Any]:
 
 def _module_calls(rows: Sequence[LayerRow]) -> int:
     # Extra calls of shared modules, beyond one call per module, from the counting pass.
-    return sum(max(0, row.calls - 1) for row in rows if "/" not in row.name)
+    return sum(max(0, row.calls - 1) for row in rows if not rownames.is_glue(row.name))
 
 
 class ReportGather(Protocol):

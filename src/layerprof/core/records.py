@@ -47,13 +47,21 @@ class LayerRow:
     params: int = 0
     flops: int = 0
     matrix_flops: int = 0
-    macs: int = 0
     bytes_read: int = 0
     bytes_written: int = 0
-    intensity: float = 0.0
     time_ms: float | None = None
     time_iqr_ms: float | None = None
     roofline: Mapping[str, Verdict] = field(default_factory=lambda: MappingProxyType({}))
+
+    @property
+    def macs(self) -> int:
+        """Multiply-accumulates of the matrix work: every matrix FLOP is half of one MAC."""
+        return self.matrix_flops // 2
+
+    @property
+    def intensity(self) -> float:
+        """Operational intensity, FLOPs per byte moved (0.0 for a row that moves nothing)."""
+        return intensity_of(self.flops, self.bytes_read, self.bytes_written)
 
     @property
     def vector_flops(self) -> int:
@@ -85,6 +93,15 @@ class LayerRow:
     def roofline_efficiency(self) -> float | None:
         verdict = self._first()
         return None if verdict is None else verdict.roofline_efficiency
+
+
+#: Every row field in the order reports export them (JSON keys, CSV columns): the stored fields and
+#: the derived ``macs`` and ``intensity``, which follow from them and so can never go stale.
+ROW_FIELDS: tuple[str, ...] = (
+    "name", "kind", "phase", "depth", "calls", "kernel_size", "input_shapes", "output_shapes", "dtype",
+    "params", "flops", "matrix_flops", "macs", "bytes_read", "bytes_written", "intensity", "time_ms",
+    "time_iqr_ms", "roofline",
+)  # fmt: skip
 
 
 def intensity_of(flops: int, bytes_read: int, bytes_written: int) -> float:

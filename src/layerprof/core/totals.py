@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from layerprof.core.records import LayerRow, intensity_of
+from layerprof.core import rownames
+from layerprof.core.records import LayerRow
 
 
 def total_row(rows: Sequence[LayerRow], *, kind: str, time_ms: float | None = None) -> LayerRow:
@@ -13,7 +14,7 @@ def total_row(rows: Sequence[LayerRow], *, kind: str, time_ms: float | None = No
     read = sum(r.bytes_read for r in rows)
     written = sum(r.bytes_written for r in rows)
     return LayerRow(
-        name="total",
+        name=rownames.TOTAL,
         kind=kind,
         phase=rows[0].phase if rows else "forward",
         depth=0,
@@ -21,9 +22,7 @@ def total_row(rows: Sequence[LayerRow], *, kind: str, time_ms: float | None = No
         params=sum(r.params for r in rows),
         flops=flops,
         matrix_flops=matrix,
-        macs=sum(r.macs for r in rows),
         bytes_read=read,
         bytes_written=written,
-        intensity=intensity_of(flops, read, written),
         time_ms=time_ms,
     )

@@ -64,7 +64,8 @@ import torch.distributed as dist
 from torch import nn
 from torch.utils._python_dispatch import _disable_current_modes, _get_current_dispatch_mode_stack
 
-from layerprof.core.records import LayerRow, Phase, intensity_of
+from layerprof.core import rownames
+from layerprof.core.records import LayerRow, Phase
 from layerprof.core.totals import total_row
 from layerprof.errors import InvalidArgumentError, LayerprofError
 from layerprof.report.facade import AllreduceTime, RankTimes, Report
@@ -92,7 +93,7 @@ if dist.is_available():
 logger = logging.getLogger(__name__)
 
 #: The name of the row of DDP's gradient all-reduce.
-ALLREDUCE_ROW = "(ddp)/allreduce"
+ALLREDUCE_ROW = rownames.ALLREDUCE
 #: A row is a straggler when its slowest rank takes more than this times the median over the ranks.
 STRAGGLER_THRESHOLD = 1.2
 
@@ -240,12 +241,11 @@ class _AllreduceClock:
                 name=ALLREDUCE_ROW,
                 kind="allreduce",
                 phase="backward",
-                depth=1,
+                depth=rownames.depth(ALLREDUCE_ROW),
                 calls=len(self._bytes),
                 dtype=dtype,
                 bytes_read=sent,
                 bytes_written=received,
-                intensity=intensity_of(0, sent, received),
                 time_ms=union,
                 time_iqr_ms=0.0,
             )
@@ -431,7 +431,7 @@ def with_allreduce(report: Report, row: LayerRow, times: AllreduceTime) -> Repor
     total_ms = report.total.time_ms
     if total_ms is not None:
         total_ms += times.time_ms - times.hidden_ms
-    kinds = MappingProxyType({**report.module_kinds, ALLREDUCE_ROW.partition("/")[0]: row.kind})
+    kinds = MappingProxyType({**report.module_kinds, rownames.ALLREDUCE_CONTAINER: row.kind})
     return _rebuilt(report, [*report.layers, row], total_ms, allreduce=times, module_kinds=kinds)
 
 

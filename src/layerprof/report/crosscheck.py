@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import nn
 
+from layerprof.core import rownames
 from layerprof.errors import InvalidArgumentError
 from layerprof.walk.inputs import split_inputs
 
@@ -74,8 +75,7 @@ class Crosscheck:
 
 
 def _container(name: str) -> str:
-    module = name.split("/", 1)[0]
-    return "" if module == "(root)" else module
+    return rownames.module_path_name(rownames.module_of(name))
 
 
 def crosscheck(report: Report, model: nn.Module | None, inputs: Any = None) -> Crosscheck:
@@ -109,23 +109,25 @@ def crosscheck(report: Report, model: nn.Module | None, inputs: Any = None) -> C
     glue_seen: set[str] = set()
     ours_total = 0
     for row in report.forward:
-        if "/" in row.name:
+        if rownames.is_glue(row.name):
             container = _container(row.name)
             if container in glue_seen:
                 continue
             glue_seen.add(container)
-            ours = sum(r.macs for r in report.forward if "/" in r.name and _container(r.name) == container)
+            ours = sum(
+                r.macs for r in report.forward if rownames.is_glue(r.name) and _container(r.name) == container
+            )
             prefix = f"{container}." if container else ""
             theirs = int(by_module.get(container, 0)) - sum(
                 int(by_module.get(prefix + child, 0)) for child in children.get(container, [])
             )
-            name = f"{container or '(root)'}/*"
+            name = rownames.glue(container, "*")
         else:
             ours, theirs, name = row.macs, int(by_module.get(row.name, 0)), row.name
         compared += 1
         ours_total += ours
         if ours != theirs:
-            module_name = name.removesuffix("/*") if name != "(root)/*" else ""
+            module_name = rownames.module_path_name(rownames.module_of(name))
             gaps = analysis.unsupported_ops(module_name) if module_name in by_module else {}
             reason = "fvcore has no handle for " + ", ".join(sorted(gaps)) if gaps else "no known fvcore gap"
             disagreements.append(Disagreement(name, ours, theirs, reason))

@@ -9,14 +9,14 @@ from dataclasses import fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from layerprof.core.records import LayerRow, Verdict
+from layerprof.core.records import ROW_FIELDS, LayerRow, Verdict
 
 if TYPE_CHECKING:
     from layerprof.report.facade import AllreduceTime, Report
 
 SCHEMA_VERSION = 1
 
-_ROW_FIELDS = [f.name for f in fields(LayerRow) if f.name != "roofline"]
+_ROW_FIELDS = [name for name in ROW_FIELDS if name != "roofline"]
 
 
 def verdict_dict(verdict: Verdict) -> dict[str, Any]:

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 
 from tabulate import tabulate, tabulate_formats
 
+from layerprof.core import rownames
 from layerprof.core.records import LayerRow
 from layerprof.core.units import binary_bytes, milliseconds, shape, si
 from layerprof.errors import InvalidArgumentError
@@ -130,9 +131,9 @@ def _kernel_ms(row: LayerRow, report: Report) -> float | None:
     times = report.kernel_time_ms or {}
     if row.name in times and row is not report.total:
         return times[row.name]
-    if row is report.total or row.name == "(root)":
+    if row is report.total or row.name == rownames.ROOT:
         return sum(times.values())
-    inside = [ms for name, ms in times.items() if name.startswith((f"{row.name}.", f"{row.name}/"))]
+    inside = [ms for name, ms in times.items() if rownames.is_inside(name, row.name)]
     return sum(inside) if inside else None
 
 
@@ -149,7 +150,7 @@ def _rank_times(row: LayerRow, report: Report) -> tuple[float | None, ...] | Non
     inside = [
         times
         for (phase, name), times in ranks.rows_ms.items()
-        if phase == row.phase and (row.name == "(root)" or name.startswith((f"{row.name}.", f"{row.name}/")))
+        if phase == row.phase and rownames.is_inside(name, row.name)
     ]
     if not inside:
         return None

@@ -7,28 +7,10 @@ from __future__ import annotations
 
 from collections.abc import Collection, Mapping, Sequence
 
-from layerprof.core.records import LayerRow, intensity_of
+from layerprof.core import rownames
+from layerprof.core.records import LayerRow
 from layerprof.hardware.devices import DeviceSpec
 from layerprof.roofline.verdicts import judge
-
-
-def _path(name: str) -> tuple[list[str], bool]:
-    module, _, op = name.partition("/")
-    return (module.split(".") if module and module != "(root)" else []), bool(op)
-
-
-def name_depth(name: str) -> int:
-    """Depth of a row's name: a module path's length; a glue row sits one below its container."""
-    parts, is_glue = _path(name)
-    return len(parts) + (1 if is_glue else 0)
-
-
-def ancestor(name: str, depth: int) -> str:
-    """``layer1.0.conv1`` at depth 1 is ``layer1``; ``layer1.0/add`` at depth 2 is ``layer1.0``."""
-    if name_depth(name) <= depth:
-        return name
-    parts, _ = _path(name)
-    return ".".join(parts[:depth]) if depth > 0 else "(root)"
 
 
 def merge(
@@ -50,7 +32,7 @@ def merge(
         name=name,
         kind=kind,
         phase=rows[0].phase,
-        depth=name_depth(name) if not name.startswith("(") or name == "(root)" else 0,
+        depth=rownames.depth(name),
         calls=max(r.calls for r in rows),
         kernel_size=next(iter(kernels)) if len(kernels) == 1 else None,
         input_shapes=rows[0].input_shapes,
@@ -59,10 +41,8 @@ def merge(
         params=sum(r.params for r in rows),
         flops=flops,
         matrix_flops=sum(r.matrix_flops for r in rows),
-        macs=sum(r.macs for r in rows),
         bytes_read=read,
         bytes_written=written,
-        intensity=intensity_of(flops, read, written),
         time_ms=time_ms,
         time_iqr_ms=None,
     )
@@ -79,7 +59,7 @@ def roll_up(
     """Rows deeper than ``depth`` merged into their ancestor at ``depth``, in first-seen order."""
     groups: dict[tuple[str, str], list[LayerRow]] = {}
     for row in rows:
-        groups.setdefault((row.phase, ancestor(row.name, depth)), []).append(row)
+        groups.setdefault((row.phase, rownames.ancestor(row.name, depth)), []).append(row)
     result = []
     for (_, name), members in groups.items():
         if len(members) == 1 and members[0].name == name:
@@ -96,5 +76,5 @@ def fold_tail(
     """The first ``top`` rows and one ``(N more rows)`` row that sums the rest."""
     head, tail = list(rows[:top]), list(rows[top:])
     if tail:
-        head.append(merge(f"({len(tail)} more rows)", "", tail, targets, timed_on))
+        head.append(merge(rownames.fold(len(tail)), "", tail, targets, timed_on))
     return head

@@ -34,6 +34,7 @@ import torch
 from torch import nn
 from torch.utils.hooks import RemovableHandle
 
+from layerprof.core import rownames
 from layerprof.core.records import LayerRow
 from layerprof.errors import InvalidArgumentError
 from layerprof.hardware.devices import DeviceSpec
@@ -119,7 +120,7 @@ class LayerTimer:
     """
 
     def __init__(
-        self, root: nn.Module, *, device: torch.device | str | None = None, root_name: str = "(root)"
+        self, root: nn.Module, *, device: torch.device | str | None = None, root_name: str = rownames.ROOT
     ) -> None:
         named = list(root.named_modules())
         self.names: tuple[str, ...] = tuple(name or root_name for name, _ in named)
@@ -371,11 +372,6 @@ def glue_shares(rows: Sequence[LayerRow], targets: Sequence[DeviceSpec]) -> list
     return [weight / total for weight in weights]
 
 
-def _split_name(name: str) -> tuple[str, bool]:
-    container, slash, _ = name.rpartition("/")
-    return (container, True) if slash else (name, False)
-
-
 def row_samples(
     rows: Sequence[LayerRow], timings: Timings, targets: Sequence[DeviceSpec]
 ) -> dict[str, tuple[float, ...]]:
@@ -385,7 +381,7 @@ def row_samples(
     for row in rows:
         if row.phase != "forward":
             continue
-        owner, is_glue = _split_name(row.name)
+        owner, is_glue = rownames.split(row.name)
         if is_glue:
             glue.setdefault(owner, []).append(row)
         elif (module := timings.modules.get(owner)) is not None:
@@ -422,7 +418,7 @@ def timed_rows(rows: Sequence[LayerRow], timings: Timings, targets: Sequence[Dev
 class RangeHooks:
     """A ``record_function`` range named ``RANGE_PREFIX + module name`` around every module's forward."""
 
-    def __init__(self, root: nn.Module, *, root_name: str = "(root)") -> None:
+    def __init__(self, root: nn.Module, *, root_name: str = rownames.ROOT) -> None:
         self._named = [(name or root_name, module) for name, module in root.named_modules()]
         self._open: list[AbstractContextManager[Any]] = []
         self._handles: list[RemovableHandle] = []
@@ -497,7 +493,7 @@ def attribute_kernels(
     names = {row.name for row in forward_rows}
     glue: dict[str, list[LayerRow]] = {}
     for row in forward_rows:
-        container, is_glue = _split_name(row.name)
+        container, is_glue = rownames.split(row.name)
         if is_glue:
             glue.setdefault(container, []).append(row)
     kernel_us: dict[str, float] = defaultdict(float)
@@ -523,7 +519,11 @@ def attribute_kernels(
             kernel_us[owner] += duration_us
         elif owner in glue:
             claimed = next(
-                (f"{owner}/{_op_key(op)}" for op in reversed(path) if f"{owner}/{_op_key(op)}" in names),
+                (
+                    rownames.glue(owner, _op_key(op))
+                    for op in reversed(path)
+                    if rownames.glue(owner, _op_key(op)) in names
+                ),
                 None,
             )
             if claimed is None:
@@ -547,7 +547,7 @@ def kernel_times(
     targets: Sequence[DeviceSpec],
     *,
     device: torch.device,
-    root_name: str = "(root)",
+    root_name: str = rownames.ROOT,
 ) -> dict[str, float]:
     """One ``forward`` of ``root`` under ``torch.profiler`` (CPU + CUDA activity); row -> kernel ms."""
     from torch.profiler import ProfilerActivity

@@ -24,12 +24,13 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils.hooks import RemovableHandle
 from torch.utils.weak import WeakIdKeyDictionary
 
-from layerprof.core.records import LayerRow, Phase, intensity_of
+from layerprof.core import rownames
+from layerprof.core.records import LayerRow, Phase
 from layerprof.formulas import FORMULAS, WRITE_ONLY_DESTINATION, Formula, is_free
 from layerprof.walk.fast_meta import fast_meta_kernel
 from layerprof.walk.hooks import remove_all
 
-ROOT_NAME = "(root)"
+ROOT_NAME = rownames.ROOT
 
 Shapes = tuple[tuple[int, ...], ...]
 RowKey = tuple[int, str | None]  # (id of the module running, None for its own row or a glue op name)
@@ -189,7 +190,7 @@ class Collector:
         self.root = root
         self.track_backward = track_backward
         named = list(root.named_modules())
-        self._names = {id(m): (name or ROOT_NAME) for name, m in named}
+        self._names = {id(m): rownames.row_name_of_module(name) for name, m in named}
         self._modules: dict[int, nn.Module] = {id(m): m for _, m in named}
         self._stack: list[nn.Module] = []
         self._states: dict[int, _ModuleState] = {}
@@ -351,7 +352,7 @@ class Collector:
         module_id, op_name = self._owner_row(key)
         state = self._states.get(module_id)
         name = state.name if state is not None else self._names[module_id]
-        return name if op_name is None else f"{name}/{op_name}"
+        return name if op_name is None else rownames.glue(name, op_name)
 
     def _accumulation_row(self, node: Any) -> RowKey | None:
         variable = getattr(node, "variable", None)
@@ -470,7 +471,7 @@ class Collector:
             name=name,
             kind=type(module).__name__,
             phase=phase,
-            depth=_depth(name),
+            depth=rownames.depth(name),
             calls=state.calls if state is not None else 1,
             input_shapes=state.input_shapes if state is not None and phase == "forward" else None,
             output_shapes=state.output_shapes if state is not None and phase == "forward" else None,
@@ -482,10 +483,10 @@ class Collector:
         self, owner: nn.Module, container: str, op_name: str, accs: list[_Acc], phase: Phase
     ) -> LayerRow:
         return _row(
-            name=f"{container}/{op_name}",
+            name=rownames.glue(container, op_name),
             kind=op_name,
             phase=phase,
-            depth=_depth(container) + 1,
+            depth=rownames.depth(rownames.glue(container, op_name)),
             calls=sum(a.calls for a in accs),
             input_shapes=None,
             output_shapes=None,
@@ -524,15 +525,9 @@ def _row(
         params=params,
         flops=flops,
         matrix_flops=matrix,
-        macs=matrix // 2,
         bytes_read=read,
         bytes_written=written,
-        intensity=intensity_of(flops, read, written),
     )
-
-
-def _depth(name: str) -> int:
-    return 0 if name == ROOT_NAME else name.count(".") + 1
 
 
 def _give_direct_params_to_first_glue(rows: Iterable[LayerRow]) -> list[LayerRow]:
@@ -540,8 +535,8 @@ def _give_direct_params_to_first_glue(rows: Iterable[LayerRow]) -> list[LayerRow
     result: list[LayerRow] = []
     owners_seen: set[str] = set()
     for row in rows:
-        if "/" in row.name:
-            owner = row.name.rsplit("/", 1)[0]
+        if rownames.is_glue(row.name):
+            owner = rownames.module_of(row.name)
             if owner in owners_seen and row.params:
                 row = replace(row, params=0)
             owners_seen.add(owner)
