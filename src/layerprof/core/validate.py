@@ -1,0 +1,44 @@
+"""Argument checks shared by every entry point: the bad value goes into the message.
+
+Integers are accepted as Python ints and numpy/torch integer scalars (anything with ``__index__``),
+never as bools (``True`` is an int to Python, never a size to a user) and never as floats.
+"""
+
+from __future__ import annotations
+
+import operator
+from typing import SupportsIndex
+
+from layerprof.errors import InvalidArgumentError
+
+
+def as_int(value: object) -> int | None:
+    """``value`` as a Python int when it is an integer (numpy and torch integers too), else None."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, SupportsIndex):
+        return operator.index(value)
+    return None
+
+
+def positive_int(name: str, value: object) -> int:
+    """``value`` as an int >= 1, or an InvalidArgumentError naming ``name`` and the value."""
+    number = as_int(value)
+    if number is None or number < 1:
+        raise InvalidArgumentError(f"{name} must be a positive int, got {value!r}")
+    return number
+
+
+def non_negative_int(name: str, value: object) -> int:
+    """``value`` as an int >= 0, or an InvalidArgumentError naming ``name`` and the value."""
+    number = as_int(value)
+    if number is None or number < 0:
+        raise InvalidArgumentError(f"{name} must be a non-negative int, got {value!r}")
+    return number
+
+
+def is_positive_int(value: object) -> bool:
+    number = as_int(value)
+    return number is not None and number >= 1
