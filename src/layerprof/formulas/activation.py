@@ -30,7 +30,7 @@ from typing import Any
 
 import torch
 
-from layerprof.formulas.registry import REGISTRY, Formula, OpFlops, register
+from layerprof.formulas.registry import REGISTRY, Formula, OpFlops, first_output_numel, register
 
 aten = torch.ops.aten
 
@@ -55,15 +55,11 @@ GELU_FLOPS_PER_ELEMENT = 5
 GELU_TANH_FLOPS_PER_ELEMENT = 9
 
 
-def _output_numel(out: Any) -> int:
-    return int(out[0].numel()) if isinstance(out, (tuple, list)) else int(out.numel())
-
-
 def per_element(flops_per_element: int) -> Formula:
     """A formula charging ``flops_per_element`` vector FLOPs for each element the op writes."""
 
     def formula(args: tuple[Any, ...], kwargs: Mapping[str, Any], out: Any) -> OpFlops:
-        return OpFlops(vector=flops_per_element * _output_numel(out))
+        return OpFlops(vector=flops_per_element * first_output_numel(out))
 
     formula.__qualname__ = f"per_element({flops_per_element})"
     return formula
@@ -84,4 +80,4 @@ for _name, _cost in ACTIVATION_FLOPS_PER_ELEMENT.items():
 def gelu(args: tuple[Any, ...], kwargs: Mapping[str, Any], out: Any) -> OpFlops:
     approximate = kwargs.get("approximate", args[1] if len(args) > 1 else "none")
     cost = GELU_TANH_FLOPS_PER_ELEMENT if approximate == "tanh" else GELU_FLOPS_PER_ELEMENT
-    return OpFlops(vector=cost * _output_numel(out))
+    return OpFlops(vector=cost * first_output_numel(out))

@@ -16,7 +16,7 @@ from typing import Any
 import torch
 
 from layerprof.formulas.activation import per_element
-from layerprof.formulas.registry import REGISTRY, OpFlops, register
+from layerprof.formulas.registry import REGISTRY, OpFlops, first_output_numel, register
 
 aten = torch.ops.aten
 
@@ -45,20 +45,16 @@ for _name in THREE_FLOP_OPS:
     REGISTRY.add_all(_ops_named(_name), per_element(3))
 
 
-def _numel(out: Any) -> int:
-    return int(out[0].numel()) if isinstance(out, (tuple, list)) else int(out.numel())
-
-
 @register(aten.add, aten.add_, aten.sub, aten.sub_)
 def add(args: tuple[Any, ...], kwargs: Mapping[str, Any], out: Any) -> OpFlops:
     alpha = kwargs.get("alpha", args[2] if len(args) > 2 else 1)
-    return OpFlops(vector=(1 if alpha == 1 else 2) * _numel(out))
+    return OpFlops(vector=(1 if alpha == 1 else 2) * first_output_numel(out))
 
 
 @register(aten.clamp, aten.clamp_)
 def clamp(args: tuple[Any, ...], kwargs: Mapping[str, Any], out: Any) -> OpFlops:
     bounds = [b for b in (*args[1:3], kwargs.get("min"), kwargs.get("max")) if b is not None]
-    return OpFlops(vector=max(1, len(bounds)) * _numel(out))
+    return OpFlops(vector=max(1, len(bounds)) * first_output_numel(out))
 
 
 @register(aten.native_dropout)

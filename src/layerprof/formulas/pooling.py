@@ -12,7 +12,7 @@ from typing import Any
 
 import torch
 
-from layerprof.formulas.registry import OpFlops, numel, register
+from layerprof.formulas.registry import OpFlops, first_output, numel, register
 
 aten = torch.ops.aten
 
@@ -22,10 +22,6 @@ def _expand(value: Sequence[int] | int, rank: int) -> tuple[int, ...]:
         return (value,) * rank
     values = tuple(int(v) for v in value)
     return values * rank if len(values) == 1 else values
-
-
-def _first(out: Any) -> torch.Tensor:
-    return out[0] if isinstance(out, (tuple, list)) else out  # type: ignore[no-any-return]
 
 
 def max_pool_flops(outputs: int, kernel_size: Sequence[int]) -> int:
@@ -61,7 +57,7 @@ def _adaptive_elements(x: torch.Tensor, out: torch.Tensor, rank: int) -> tuple[i
 def _pool(rank: int, is_max: bool) -> Any:
     def formula(args: tuple[Any, ...], kwargs: Mapping[str, Any], out: Any) -> OpFlops:
         kernel = _expand(args[1], rank)
-        outputs = int(_first(out).numel())
+        outputs = int(first_output(out).numel())
         flops = max_pool_flops(outputs, kernel) if is_max else avg_pool_flops(outputs, kernel)
         return OpFlops(vector=flops, kernel_size=kernel)
 
@@ -70,7 +66,7 @@ def _pool(rank: int, is_max: bool) -> Any:
 
 def _adaptive(rank: int, is_max: bool) -> Any:
     def formula(args: tuple[Any, ...], kwargs: Mapping[str, Any], out: Any) -> OpFlops:
-        result = _first(out)
+        result = first_output(out)
         elements, kernel = _adaptive_elements(args[0], result, rank)
         flops = elements - int(result.numel()) if is_max else elements
         return OpFlops(vector=flops, kernel_size=kernel)

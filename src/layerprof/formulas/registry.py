@@ -105,3 +105,13 @@ def numel(shape: Iterable[int]) -> int:
     for size in shape:
         count *= int(size)
     return count
+
+
+def first_output(out: Any) -> Any:
+    """The op's first output: ``out`` itself, or its first element when the op returns several."""
+    return out[0] if isinstance(out, (tuple, list)) else out
+
+
+def first_output_numel(out: Any) -> int:
+    """Elements of the op's first output (the one a per-element cost is charged on)."""
+    return int(first_output(out).numel())

@@ -14,17 +14,13 @@ from typing import Any
 
 import torch
 
-from layerprof.formulas.registry import OpFlops, register
+from layerprof.formulas.registry import OpFlops, first_output_numel, register
 
 aten = torch.ops.aten
 
 SOFTMAX_FLOPS_PER_ELEMENT = 5
 VARIANCE_FLOPS_PER_ELEMENT = 4
 NORM_FLOPS_PER_ELEMENT = 2
-
-
-def _first_output_numel(out: Any) -> int:
-    return int(out[0].numel()) if isinstance(out, (tuple, list)) else int(out.numel())
 
 
 @register(aten._softmax, aten._log_softmax, aten._safe_softmax)
@@ -34,7 +30,7 @@ def softmax(args: tuple[Any, ...], kwargs: Mapping[str, Any], out: Any) -> OpFlo
 
 @register(aten.sum, aten.amax, aten.amin, aten.prod, aten.max.dim, aten.min.dim, aten.argmax, aten.argmin)
 def reduce_sum(args: tuple[Any, ...], kwargs: Mapping[str, Any], out: Any) -> OpFlops:
-    return OpFlops(vector=int(args[0].numel()) - _first_output_numel(out))
+    return OpFlops(vector=int(args[0].numel()) - first_output_numel(out))
 
 
 @register(aten.max.default, aten.min.default)
