@@ -34,9 +34,12 @@ from tabulate import tabulate, tabulate_formats
 
 from layerprof.core.dtypes import dtype_name, parse_dtype
 from layerprof.core.records import LayerRow, Verdict
+from layerprof.core.validate import positive_int
 from layerprof.distributed.gather import ALLREDUCE_ROW
 from layerprof.errors import InvalidArgumentError
-from layerprof.hardware.devices import DeviceSpec, LinkSpec, get_link, list_devices
+from layerprof.hardware.links import LinkSpec
+from layerprof.hardware.specs import DeviceSpec
+from layerprof.hardware.table import get_link, list_devices
 from layerprof.hardware.targets import resolve_targets
 from layerprof.report.facade import Report
 from layerprof.roofline.verdicts import judge
@@ -286,9 +289,7 @@ def predict_scaling(
 
 
 def _check_gpu_count(value: object) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise InvalidArgumentError(f"a GPU count must be a positive int, got {value!r}")
-    return value
+    return positive_int("a GPU count", value)
 
 
 def _check_gpus(gpus: object) -> tuple[int, ...]:

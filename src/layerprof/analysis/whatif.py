@@ -14,6 +14,7 @@ import torch
 
 from layerprof.core.dtypes import parse_dtype
 from layerprof.core.records import intensity_of
+from layerprof.core.validate import is_positive_int, positive_int
 from layerprof.errors import InvalidArgumentError
 from layerprof.formulas import conv_flops
 from layerprof.formulas.registry import numel
@@ -88,10 +89,10 @@ def conv_cost(
     pads = _per_dim("padding", padding, rank, 0)
     dilations = _per_dim("dilation", dilation, rank, 1)
     out_pads = _per_dim("output_padding", output_padding, rank, 0)
-    for name, value in (("in_channels", in_channels), ("out_channels", out_channels), ("batch", batch)):
-        if not isinstance(value, int) or value < 1:
-            raise InvalidArgumentError(f"{name} must be a positive int, got {value!r}")
-    if not isinstance(groups, int) or groups < 1 or in_channels % groups or out_channels % groups:
+    in_channels = positive_int("in_channels", in_channels)
+    out_channels = positive_int("out_channels", out_channels)
+    batch = positive_int("batch", batch)
+    if not is_positive_int(groups) or in_channels % groups or out_channels % groups:
         raise InvalidArgumentError(
             f"groups={groups!r} must divide in_channels={in_channels} and out_channels={out_channels}"
         )

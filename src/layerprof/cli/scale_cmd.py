@@ -16,8 +16,9 @@ from typing import Any
 
 from layerprof.cli.loader import load_model, parse_model_args
 from layerprof.cli.model_args import add_model_arguments, input_sizes
+from layerprof.core.validate import positive_int
 from layerprof.errors import InvalidArgumentError
-from layerprof.hardware.devices import get_link
+from layerprof.hardware.table import get_link
 from layerprof.hardware.targets import resolve_targets
 
 DTYPES = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}
@@ -90,12 +91,9 @@ def _batch(text: str | None) -> int | None:
     if text is None:
         return None
     try:
-        batch = int(text)
+        return positive_int("--batch", int(text))
     except ValueError:
-        batch = 0
-    if batch < 1:
-        raise InvalidArgumentError(f"--batch {text!r} must be a positive int")
-    return batch
+        raise InvalidArgumentError(f"--batch must be a positive int, got {text!r}") from None
 
 
 def run(args: argparse.Namespace) -> int:

@@ -32,7 +32,7 @@ except ImportError as error:  # pragma: no cover - exercised by hiding lightning
     ) from error
 
 from layerprof.api.watch import Watcher, watch
-from layerprof.errors import InvalidArgumentError
+from layerprof.core.validate import positive_int
 from layerprof.hardware.targets import TargetArg
 from layerprof.report.facade import Report
 
@@ -74,9 +74,7 @@ class LayerProfCallback(Callback):  # type: ignore[misc]  # Lightning ships with
         log_table: bool = True,
     ) -> None:
         super().__init__()
-        if isinstance(every_n_steps, bool) or not isinstance(every_n_steps, int) or every_n_steps < 1:
-            raise InvalidArgumentError(f"every_n_steps must be an int >= 1, got {every_n_steps!r}")
-        self.every_n_steps = every_n_steps
+        self.every_n_steps = positive_int("every_n_steps", every_n_steps)
         self.target = target
         self.backward = backward
         self.module = module

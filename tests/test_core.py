@@ -1,7 +1,8 @@
-"""The row-name grammar (layerprof.core.rownames) and the row fields derived from others."""
+"""core: the row-name grammar (layerprof.core.rownames), row fields derived from others, shared validation."""
 
 from __future__ import annotations
 
+import re
 from dataclasses import replace
 
 import pytest
@@ -90,3 +91,39 @@ def test_exported_rows_keep_every_field_in_order() -> None:
     data = row_dict(row)
     assert list(data) == list(ROW_FIELDS)
     assert (data["macs"], data["intensity"]) == (100, 5.0)
+
+
+@pytest.mark.parametrize("bad", [True, 0, -3, 2.0, "4", None])
+def test_positive_int_refuses_and_names_the_value(bad: object) -> None:
+    from layerprof.core.validate import positive_int
+    from layerprof.errors import InvalidArgumentError
+
+    with pytest.raises(
+        InvalidArgumentError, match=rf"^batch must be a positive int, got {re.escape(repr(bad))}$"
+    ):
+        positive_int("batch", bad)
+
+
+def test_positive_int_takes_numpy_integers() -> None:
+    import numpy as np
+
+    from layerprof.core.validate import positive_int
+
+    value = positive_int("batch", np.int64(8))
+    assert value == 8 and type(value) is int
+
+
+@pytest.mark.parametrize("field", ["in_channels", "out_channels", "batch"])
+def test_conv_cost_refuses_a_bool_channel_count(field: str) -> None:
+    import layerprof
+    from layerprof.errors import InvalidArgumentError
+
+    arguments: dict[str, object] = {
+        "in_channels": 4,
+        "out_channels": 4,
+        "input_size": (8, 8),
+        "kernel_size": 3,
+    }
+    arguments[field] = True
+    with pytest.raises(InvalidArgumentError, match=f"^{field} must be a positive int, got True$"):
+        layerprof.conv_cost(**arguments)  # type: ignore[arg-type]
