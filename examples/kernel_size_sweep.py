@@ -29,7 +29,8 @@ from tabulate import tabulate
 import layerprof
 from layerprof.core.records import Bound
 from layerprof.core.units import binary_bytes, si
-from layerprof.hardware.devices import DeviceSpec, match_device_name, normalize_dtype
+from layerprof.hardware.specs import DeviceSpec, normalize_dtype
+from layerprof.hardware.table import match_device_name
 from layerprof.roofline import model as roofline
 
 DEFAULT_DEVICES = ("gtx1080", "t4", "h100-sxm")

@@ -23,7 +23,7 @@ import layerprof
 from layerprof.budgets import memory_bound_share
 from layerprof.cli.config import parse_input_size
 from layerprof.cli.loader import DEFAULT_INPUT_SIZE, load_model
-from layerprof.hardware.devices import PeakFallbackWarning, normalize_dtype
+from layerprof.hardware.specs import PeakFallbackWarning, normalize_dtype
 
 
 def main(argv: Sequence[str] | None = None) -> int:

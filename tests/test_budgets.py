@@ -21,7 +21,7 @@ from layerprof.analysis.budgets import (
 )
 from layerprof.core.records import LayerRow, Verdict
 from layerprof.errors import InvalidArgumentError
-from layerprof.hardware.devices import get_device
+from layerprof.hardware.table import get_device
 from layerprof.report.facade import Report
 
 T4 = get_device("t4")

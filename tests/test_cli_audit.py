@@ -25,7 +25,7 @@ from layerprof.cli import main
 from layerprof.cli.config import AuditConfig, parse_input_size, read_config
 from layerprof.cli.progress import Progress
 from layerprof.errors import InvalidArgumentError
-from layerprof.hardware.devices import get_device
+from layerprof.hardware.table import get_device
 
 MODELS = """
 import torch
@@ -591,9 +591,9 @@ def test_read_config_forms(tmp_path: Path) -> None:
 
 def test_without_a_toml_parser(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     # Python 3.10 without tomli: only a file that must be read is an error.
-    import layerprof.cli.config
+    import layerprof.core.toml
 
-    monkeypatch.setattr(layerprof.cli.config, "_toml_module", lambda: None)
+    monkeypatch.setattr(layerprof.core.toml, "toml_parser", lambda: None)
     (tmp_path / "pyproject.toml").write_text('[project]\nname = "x"\n')
     assert read_config(directory=tmp_path) == AuditConfig()
     (tmp_path / "pyproject.toml").write_text("[tool.layerprof]\nmax-gflops = 1\n")

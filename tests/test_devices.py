@@ -13,16 +13,9 @@ import pytest
 import torch
 
 from layerprof.errors import InvalidArgumentError, InvalidDeviceSpecError, UnknownDeviceError
-from layerprof.hardware.devices import (
-    DeviceSpec,
-    PeakFallbackWarning,
-    device_table,
-    get_device,
-    list_devices,
-    load_devices,
-    match_device_name,
-    normalize_dtype,
-)
+from layerprof.hardware.files import load_devices
+from layerprof.hardware.specs import DeviceSpec, PeakFallbackWarning, normalize_dtype
+from layerprof.hardware.table import device_table, get_device, list_devices, match_device_name
 
 ALL_DEVICES = list_devices()
 

@@ -9,8 +9,9 @@ import torch
 
 from layerprof.errors import InvalidArgumentError
 from layerprof.hardware import measure
-from layerprof.hardware.devices import DeviceSpec, load_devices
+from layerprof.hardware.files import load_devices
 from layerprof.hardware.measure import cache_path, default_cache_dir, measure_device
+from layerprof.hardware.specs import DeviceSpec
 
 needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 

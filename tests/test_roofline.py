@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from layerprof.errors import InvalidArgumentError
-from layerprof.hardware.devices import DeviceSpec, get_device
+from layerprof.hardware.specs import DeviceSpec
+from layerprof.hardware.table import get_device
 from layerprof.roofline.model import (
     allow_tf32_for,
     operational_intensity,

@@ -27,7 +27,9 @@ from layerprof.analysis.scaling import ScalingPrediction, predict_scaling, ring_
 from layerprof.cli import main
 from layerprof.core.records import LayerRow, Verdict
 from layerprof.errors import InvalidArgumentError, InvalidDeviceSpecError, UnknownDeviceError
-from layerprof.hardware.devices import DeviceSpec, LinkSpec, get_device, get_link, list_links
+from layerprof.hardware.links import LinkSpec
+from layerprof.hardware.specs import DeviceSpec
+from layerprof.hardware.table import get_device, get_link, list_links
 from layerprof.report.facade import Report
 from layerprof.walk.inputs import InputSpec, TensorSpec
 from models import ConvBnReluNet

@@ -28,13 +28,13 @@ _EXPORTS: dict[str, str] = {
     "GatherError": "layerprof.distributed.gather",
     "LayerRow": "layerprof.core.records",
     "Verdict": "layerprof.core.records",
-    "DeviceSpec": "layerprof.hardware.devices",
-    "get_device": "layerprof.hardware.devices",
-    "list_devices": "layerprof.hardware.devices",
-    "load_devices": "layerprof.hardware.devices",
-    "LinkSpec": "layerprof.hardware.devices",
-    "get_link": "layerprof.hardware.devices",
-    "list_links": "layerprof.hardware.devices",
+    "DeviceSpec": "layerprof.hardware.specs",
+    "get_device": "layerprof.hardware.table",
+    "list_devices": "layerprof.hardware.table",
+    "load_devices": "layerprof.hardware.files",
+    "LinkSpec": "layerprof.hardware.links",
+    "get_link": "layerprof.hardware.table",
+    "list_links": "layerprof.hardware.table",
     "predict_scaling": "layerprof.analysis.scaling",
     "ScalingPrediction": "layerprof.analysis.scaling",
     "measure_device": "layerprof.hardware.measure",
@@ -130,16 +130,11 @@ if TYPE_CHECKING:
         ModelLoadError,
         UnknownDeviceError,
     )
-    from layerprof.hardware.devices import (
-        DeviceSpec,
-        LinkSpec,
-        get_device,
-        get_link,
-        list_devices,
-        list_links,
-        load_devices,
-    )
+    from layerprof.hardware.files import load_devices
+    from layerprof.hardware.links import LinkSpec
     from layerprof.hardware.measure import measure_device
+    from layerprof.hardware.specs import DeviceSpec
+    from layerprof.hardware.table import get_device, get_link, list_devices, list_links
     from layerprof.models.demonet import DemoNet, demo_model
     from layerprof.report.crosscheck import Crosscheck, Disagreement
     from layerprof.report.facade import AllreduceTime, RankTimes, Report

@@ -66,7 +66,7 @@ from layerprof.api.sinks import ReportSink, SinkArg, log_table, resolve_sink
 from layerprof.core.records import LayerRow
 from layerprof.distributed.gather import default_gather
 from layerprof.errors import InvalidArgumentError, InvalidModelError
-from layerprof.hardware.devices import DeviceSpec
+from layerprof.hardware.specs import DeviceSpec
 from layerprof.hardware.targets import TargetArg, resolve_targets
 from layerprof.report.assemble import build_report, local_targets
 from layerprof.report.facade import Report

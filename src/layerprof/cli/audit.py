@@ -27,7 +27,8 @@ from layerprof.cli.model_args import add_model_arguments, input_sizes
 from layerprof.cli.progress import Progress
 from layerprof.core.dtypes import parse_dtype
 from layerprof.errors import InvalidArgumentError
-from layerprof.hardware.devices import DeviceSpec, get_device
+from layerprof.hardware.specs import DeviceSpec
+from layerprof.hardware.table import get_device
 from layerprof.report.render import SORT_KEYS, check_options
 
 if TYPE_CHECKING:

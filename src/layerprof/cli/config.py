@@ -20,13 +20,13 @@ a TOML file actually has to be read.
 from __future__ import annotations
 
 import math
-import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
+from layerprof.core import toml
 from layerprof.errors import InvalidArgumentError
 
 __all__ = [
@@ -92,39 +92,15 @@ def read_config(path: str | Path | None = None, *, directory: str | Path | None 
         file = Path(path)
         if not file.is_file():
             raise InvalidArgumentError(f"config file {str(file)!r} does not exist or is not a file")
-        return _from_document(_read_toml(file), file, explicit=True)
+        return _from_document(toml.read_toml(file), file, explicit=True)
     found = find_config(Path(directory) if directory is not None else Path.cwd())
     if found is None:
         return AuditConfig()
-    if _toml_module() is None and "tool.layerprof" not in found.read_text(encoding="utf-8", errors="replace"):
+    if toml.toml_parser() is None and "tool.layerprof" not in found.read_text(
+        encoding="utf-8", errors="replace"
+    ):
         return AuditConfig()
-    return _from_document(_read_toml(found), found, explicit=False)
-
-
-def _toml_module() -> Any:
-    if sys.version_info >= (3, 11):
-        import tomllib
-
-        return tomllib
-    try:  # pragma: no cover - Python 3.10 only
-        import tomli
-    except ImportError:  # pragma: no cover - Python 3.10 only
-        return None
-    return tomli  # pragma: no cover - Python 3.10 only
-
-
-def _read_toml(file: Path) -> Mapping[str, Any]:
-    reader = _toml_module()
-    if reader is None:  # Python 3.10 without tomli
-        raise InvalidArgumentError(
-            f"reading {str(file)!r} needs a TOML parser: Python 3.11+ or `pip install tomli`"
-        )
-    try:
-        with file.open("rb") as handle:
-            document: Mapping[str, Any] = reader.load(handle)
-    except reader.TOMLDecodeError as error:
-        raise InvalidArgumentError(f"{file}: not valid TOML: {error}") from error
-    return document
+    return _from_document(toml.read_toml(found), found, explicit=False)
 
 
 def _from_document(document: Mapping[str, Any], file: Path, *, explicit: bool) -> AuditConfig:

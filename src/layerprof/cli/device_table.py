@@ -7,7 +7,8 @@ from collections.abc import Sequence
 
 from tabulate import tabulate
 
-from layerprof.hardware.devices import DeviceSpec, LinkSpec
+from layerprof.hardware.links import LinkSpec
+from layerprof.hardware.specs import DeviceSpec
 
 
 def _tflops(device: DeviceSpec, unit: str, dtype: str) -> str:

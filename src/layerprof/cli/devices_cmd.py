@@ -6,7 +6,8 @@ import argparse
 from typing import Any
 
 from layerprof.cli.device_table import device_table, link_table
-from layerprof.hardware.devices import list_devices, list_links, load_devices
+from layerprof.hardware.files import load_devices
+from layerprof.hardware.table import list_devices, list_links
 
 
 def add_parser(commands: Any) -> None:

@@ -14,7 +14,7 @@ Three micro-benchmarks, each warmed up and then timed as the median of repeats:
 
 CUDA kernels are timed with events created up front and read after one synchronize; CPU work with
 ``time.perf_counter_ns``. Results are cached as JSON (the device-file schema, so
-:func:`layerprof.hardware.devices.load_devices` reads them too) keyed by device name and torch version.
+:func:`layerprof.hardware.files.load_devices` reads them too) keyed by device name and torch version.
 """
 
 from __future__ import annotations
@@ -38,7 +38,9 @@ from pathlib import Path
 import torch
 
 from layerprof.errors import InvalidArgumentError, InvalidDeviceSpecError
-from layerprof.hardware.devices import DeviceSpec, load_devices, match_device_name, normalize_dtype
+from layerprof.hardware.files import load_devices
+from layerprof.hardware.specs import DeviceSpec, normalize_dtype
+from layerprof.hardware.table import match_device_name
 
 __all__ = ["cache_path", "default_cache_dir", "measure_device"]
 
@@ -196,7 +198,7 @@ def measure_device(
     and torch version. ``quick`` uses small problems and few repeats (seconds, rough figures).
 
     The spec is named ``"local-cpu"`` or ``"local-<cuda name>"``; a GPU found in the built-in table by
-    :func:`~layerprof.hardware.devices.match_device_name` is named after it, e.g. ``"h100-sxm (measured)"``
+    :func:`~layerprof.hardware.table.match_device_name` is named after it, e.g. ``"h100-sxm (measured)"``
     (without the table entry's aliases, so that it never shadows the datasheet entry).
     """
     resolved = _resolve_device(device)

@@ -5,7 +5,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from layerprof.errors import InvalidArgumentError
-from layerprof.hardware.devices import DeviceSpec, get_device
+from layerprof.hardware.specs import DeviceSpec
+from layerprof.hardware.table import get_device
 
 TargetArg = str | DeviceSpec | Sequence[str | DeviceSpec] | None
 

@@ -35,7 +35,7 @@ if TYPE_CHECKING:
     import torch
     from torch import nn
 
-    from layerprof.hardware.devices import DeviceSpec
+    from layerprof.hardware.specs import DeviceSpec
     from layerprof.report.facade import Report
 
 __all__ = ["AuditLog", "LayerprofAudit"]

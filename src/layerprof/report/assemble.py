@@ -14,7 +14,8 @@ from torch import nn
 
 from layerprof.core.records import LayerRow
 from layerprof.core.totals import total_row
-from layerprof.hardware.devices import DeviceSpec, match_device_name
+from layerprof.hardware.specs import DeviceSpec
+from layerprof.hardware.table import match_device_name
 from layerprof.report.facade import Report
 from layerprof.roofline.verdicts import judge
 from layerprof.walk.inputs import InputSpec

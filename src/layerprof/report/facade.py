@@ -21,7 +21,7 @@ from layerprof.walk.inputs import InputSpec
 if TYPE_CHECKING:
     from torch import nn
 
-    from layerprof.hardware.devices import DeviceSpec
+    from layerprof.hardware.specs import DeviceSpec
     from layerprof.report.crosscheck import Crosscheck
 
 

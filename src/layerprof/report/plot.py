@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from layerprof.core.records import Bound, LayerRow, Phase
 from layerprof.core.units import shape, si
 from layerprof.errors import InvalidArgumentError
-from layerprof.hardware.devices import DeviceSpec, PeakFallbackWarning, normalize_dtype
+from layerprof.hardware.specs import DeviceSpec, PeakFallbackWarning, normalize_dtype
 from layerprof.roofline import model as roofline
 from layerprof.roofline.verdicts import judge, priced_dtype, tf32_op
 

@@ -9,7 +9,7 @@ from collections.abc import Collection, Mapping, Sequence
 
 from layerprof.core import rownames
 from layerprof.core.records import LayerRow
-from layerprof.hardware.devices import DeviceSpec
+from layerprof.hardware.specs import DeviceSpec
 from layerprof.roofline.verdicts import judge
 
 

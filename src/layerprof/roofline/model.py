@@ -19,7 +19,8 @@ import torch
 
 from layerprof.core.records import Bound, Unit, Verdict
 from layerprof.errors import InvalidArgumentError
-from layerprof.hardware.devices import DeviceSpec, DtypeLike, get_device
+from layerprof.hardware.specs import DeviceSpec, DtypeLike
+from layerprof.hardware.table import get_device
 
 __all__ = [
     "ABOVE_ROOF_TOLERANCE",

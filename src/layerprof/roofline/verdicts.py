@@ -8,7 +8,7 @@ from types import MappingProxyType
 from typing import Literal
 
 from layerprof.core.records import LayerRow, Verdict
-from layerprof.hardware.devices import DeviceSpec
+from layerprof.hardware.specs import DeviceSpec
 from layerprof.roofline import model as roofline
 
 _PRICED_DTYPES = {"float32", "float16", "bfloat16", "int8", "float8_e4m3fn", "float8_e5m2", "float64"}

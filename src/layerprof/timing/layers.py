@@ -37,7 +37,7 @@ from torch.utils.hooks import RemovableHandle
 from layerprof.core import rownames
 from layerprof.core.records import LayerRow
 from layerprof.errors import InvalidArgumentError
-from layerprof.hardware.devices import DeviceSpec
+from layerprof.hardware.specs import DeviceSpec
 from layerprof.roofline.verdicts import judge
 from layerprof.walk.hooks import remove_all
 
