@@ -1,7 +1,7 @@
 """Matrix products: mm, addmm, bmm, baddbmm, mv, dot (matmul, linear and einsum reach these).
 
 ``2 * M * N * K`` matrix FLOPs per product (one multiply and one add per MAC). The bias of addmm and
-baddbmm adds ``M * N`` vector FLOPs per matrix, as DESIGN.md says of bias adds.
+baddbmm adds ``M * N`` vector FLOPs per matrix, as docs/design.md says of bias adds.
 """
 
 from __future__ import annotations

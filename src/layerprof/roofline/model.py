@@ -1,6 +1,6 @@
 """The roofline model as pure functions: intensity, ridge point, bound, roofline time, verdict.
 
-Conventions (DESIGN.md): a FLOP is one multiply or one add; bytes are the compulsory DRAM traffic of
+Conventions (docs/design.md): a FLOP is one multiply or one add; bytes are the compulsory DRAM traffic of
 the row (bytes read + bytes written); operational intensity = FLOPs / bytes. A row's work splits into
 matrix FLOPs (run on the matrix engines) and vector FLOPs (run on the FMA units). Its roofline time is::
 
