@@ -6,7 +6,8 @@ MODEL and what went wrong, so the CLI prints one line and no traceback. Nothing 
 without ``weights_only=True``: torchvision models are built with ``weights=None`` (nothing is
 downloaded), ``.pt`` / ``.pth`` files are refused, and a ``.pt2`` is read with torch forced to load its
 tensors weights-only (``TORCH_FORCE_WEIGHTS_ONLY_LOAD``), so a pickled payload in it fails to load
-instead of running code.
+instead of running code; the entries torch unpickles regardless of that switch, and compiled code,
+are refused before loading starts (:mod:`layerprof.cli.pt2_guard`).
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from typing import Any, Literal
 import torch
 from torch import nn
 
+from layerprof.cli.pt2_guard import check_archive
 from layerprof.errors import ModelLoadError
 
 __all__ = [
@@ -293,6 +295,13 @@ def _load_exported(spec: str) -> LoadedModel:
         raise ModelLoadError(f"MODEL {spec}: no such file")
     if not zipfile.is_zipfile(path):
         raise ModelLoadError(f"MODEL {spec}: not a torch.export archive (not a zip file)")
+    try:
+        with zipfile.ZipFile(path) as archive:
+            check_archive(spec, archive)
+    except (zipfile.BadZipFile, OSError) as error:
+        raise ModelLoadError(
+            f"MODEL {spec}: not a readable torch.export archive: {_one_line(error)}"
+        ) from error
     with _weights_only_loads(), _quiet_torch_export() as messages:
         try:
             program = torch.export.load(path)
