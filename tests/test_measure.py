@@ -8,20 +8,22 @@ import pytest
 import torch
 
 from layerprof.errors import InvalidArgumentError
-from layerprof.hardware import measure
+from layerprof.hardware import ceilings, measure
+from layerprof.hardware.ceilings import Ceilings
 from layerprof.hardware.files import load_devices
+from layerprof.hardware.kernels import tf32_matmul
 from layerprof.hardware.measure import cache_path, default_cache_dir, measure_device
 from layerprof.hardware.specs import DeviceSpec
 
 needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 
 
-def _fail(*args: object, **kwargs: object) -> measure._Ceilings:
+def _fail(*args: object, **kwargs: object) -> Ceilings:
     raise AssertionError("measured again instead of reading the cache")
 
 
-def _fake_ceilings(*args: object, **kwargs: object) -> measure._Ceilings:
-    found = measure._Ceilings(
+def _fake_ceilings(*args: object, **kwargs: object) -> Ceilings:
+    found = Ceilings(
         matrix={"float32": 100e9, "float16": 10e9},
         vector={"float32": 20e9, "float16": 40e9},  # fp16 GEMM slower than the FMA kernel
         bandwidth_bytes_per_s=10e9,
@@ -74,7 +76,7 @@ def test_cache_is_written_and_read_back(tmp_path: Path, monkeypatch: pytest.Monk
     assert torch.__version__.split("+")[0].replace(".", "-") in written.name
     assert load_devices(written) == (first,)  # a cache file is a device file
 
-    monkeypatch.setattr(measure, "_measure_ceilings", _fail)
+    monkeypatch.setattr(measure, "measure_ceilings", _fail)
     assert measure_device("cpu", dtypes=(torch.float32,), quick=True, cache_dir=tmp_path) == first
     with pytest.raises(AssertionError, match="measured again"):
         measure_device("cpu", dtypes=(torch.float32,), quick=True, cache_dir=tmp_path, cache=False)
@@ -85,7 +87,7 @@ def test_cache_is_written_and_read_back(tmp_path: Path, monkeypatch: pytest.Monk
 def test_cache_dir_from_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("LAYERPROF_CACHE_DIR", str(tmp_path / "env-cache"))
     assert default_cache_dir() == tmp_path / "env-cache"
-    monkeypatch.setattr(measure, "_measure_ceilings", _fake_ceilings)
+    monkeypatch.setattr(measure, "measure_ceilings", _fake_ceilings)
     measure_device("cpu", quick=True)
     assert len(list((tmp_path / "env-cache").glob("local-cpu__torch-*.json"))) == 1
     monkeypatch.delenv("LAYERPROF_CACHE_DIR")
@@ -93,7 +95,7 @@ def test_cache_dir_from_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPa
 
 
 def test_unreadable_cache_is_measured_again(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(measure, "_measure_ceilings", _fake_ceilings)
+    monkeypatch.setattr(measure, "measure_ceilings", _fake_ceilings)
     path = cache_path("cpu", quick=True, cache_dir=tmp_path)
     path.write_text("{ not json", encoding="utf-8")
     spec = measure_device("cpu", quick=True, cache_dir=tmp_path)
@@ -102,7 +104,7 @@ def test_unreadable_cache_is_measured_again(tmp_path: Path, monkeypatch: pytest.
 
 
 def test_vector_peak_is_clamped_to_a_slower_gemm(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(measure, "_measure_ceilings", _fake_ceilings)
+    monkeypatch.setattr(measure, "measure_ceilings", _fake_ceilings)
     spec = measure_device("cpu", cache=False)
     assert spec.vector_peak_flops_per_s["float16"] == spec.matrix_peak_flops_per_s["float16"] == 10e9
     assert "clamped" in spec.sources["vector_peak_flops_per_s.float16"]
@@ -144,7 +146,45 @@ def test_quick_cuda_measurement(tmp_path: Path) -> None:
 @needs_cuda
 @pytest.mark.cuda
 def test_cuda_default_device_is_the_gpu(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(measure, "_measure_ceilings", _fake_ceilings)
+    monkeypatch.setattr(measure, "measure_ceilings", _fake_ceilings)
     spec = measure_device(cache_dir=tmp_path)
     assert spec.kind == "gpu"
     assert spec.full_name == torch.cuda.get_device_name()
+
+
+# --- the TF32 switch ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("before", [False, True])
+@pytest.mark.parametrize("inside", [False, True])
+def test_tf32_switch_is_restored_even_when_the_body_raises(before: bool, inside: bool) -> None:
+    saved = torch.backends.cuda.matmul.allow_tf32
+    try:
+        torch.backends.cuda.matmul.allow_tf32 = before
+        with tf32_matmul(inside):
+            assert torch.backends.cuda.matmul.allow_tf32 is inside
+        assert torch.backends.cuda.matmul.allow_tf32 is before
+        with pytest.raises(RuntimeError, match="kernel failed"), tf32_matmul(inside):
+            assert torch.backends.cuda.matmul.allow_tf32 is inside
+            raise RuntimeError("kernel failed")
+        assert torch.backends.cuda.matmul.allow_tf32 is before
+    finally:
+        torch.backends.cuda.matmul.allow_tf32 = saved
+
+
+@pytest.mark.parametrize("tf32", [False, True])
+def test_both_float32_gemms_switch_tf32_and_put_it_back(tf32: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The float32 (TF32 off) and tf32 (TF32 on) GEMMs on CUDA: a GEMM that fails leaves the switch as it was.
+    seen: list[bool] = []
+
+    def failing_gemm(*args: object) -> tuple[float, int]:
+        seen.append(torch.backends.cuda.matmul.allow_tf32)
+        raise RuntimeError("out of memory")
+
+    monkeypatch.setattr(ceilings, "gemm_flops_per_s", failing_gemm)
+    saved = torch.backends.cuda.matmul.allow_tf32
+    sizes = ceilings.sizes_for(torch.device("cpu"), quick=True)
+    with pytest.raises(RuntimeError, match="out of memory"):
+        ceilings._float32_gemm(torch.device("cuda"), sizes, tf32=tf32)
+    assert seen == [tf32]
+    assert torch.backends.cuda.matmul.allow_tf32 is saved
