@@ -25,7 +25,7 @@ from layerprof.cli.config import AuditConfig, read_config
 from layerprof.cli.loader import LoadedModel, load_model, parse_model_args
 from layerprof.cli.model_args import add_model_arguments, input_sizes
 from layerprof.cli.progress import Progress
-from layerprof.core.dtypes import parse_dtype
+from layerprof.core.dtypes import canonical_name, parse_dtype
 from layerprof.errors import InvalidArgumentError
 from layerprof.hardware.specs import DeviceSpec
 from layerprof.hardware.table import get_device
@@ -37,7 +37,8 @@ if TYPE_CHECKING:
     from layerprof.report.facade import Report
 
 FORMATS = ("table", "markdown", "json", "csv", "html")
-DTYPES = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16", "int8": "int8"}
+#: --dtype choices -> the torch names they stand for, from the one spelling table (core.dtypes).
+DTYPES = {flag: canonical_name(flag) for flag in ("fp32", "fp16", "bf16", "int8")}
 _SUFFIX_FORMATS = {".json": "json", ".csv": "csv", ".html": "html", ".htm": "html", ".md": "markdown"}
 _PLOT_SUFFIXES = (".png", ".svg")
 
@@ -178,7 +179,7 @@ def _dtype(args: argparse.Namespace, config: AuditConfig) -> str:
         return DTYPES[str(args.dtype)]
     if config.dtype is None:
         return "float32"
-    name = str(parse_dtype(config.dtype)).removeprefix("torch.")
+    name = canonical_name(config.dtype)
     if name not in DTYPES.values():
         raise InvalidArgumentError(
             f"{config.source}: dtype {config.dtype!r} must be one of {', '.join(DTYPES)}"

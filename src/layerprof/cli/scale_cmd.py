@@ -16,12 +16,14 @@ from typing import Any
 
 from layerprof.cli.loader import load_model, parse_model_args
 from layerprof.cli.model_args import add_model_arguments, input_sizes
+from layerprof.core.dtypes import canonical_name
 from layerprof.core.validate import positive_int
 from layerprof.errors import InvalidArgumentError
 from layerprof.hardware.table import get_link
 from layerprof.hardware.targets import resolve_targets
 
-DTYPES = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}
+#: --dtype choices -> the torch names they stand for, from the one spelling table (core.dtypes).
+DTYPES = {flag: canonical_name(flag) for flag in ("fp32", "fp16", "bf16")}
 FORMATS = ("table", "json")
 
 

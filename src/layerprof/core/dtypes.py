@@ -1,17 +1,24 @@
 """Dtype names, as users type them (``fp16``, ``bfloat16``, ``torch.float32``), in one table.
 
-:func:`parse_dtype` gives the torch dtype of a name; :func:`peak_key` the key under which the device
-table keeps a dtype's peaks (every fp8 flavour shares ``"float8"``, 8-bit integers ``"int8"``, and
-``"tf32"`` names the tensor cores' float32 mode, which is no torch dtype).
+:data:`ALIASES` is that table: every spelling layerprof accepts, case and a ``torch.`` prefix aside.
+The API, the CLI's ``--dtype`` choices, the device table and measure_device all read it through the
+functions here. :func:`parse_dtype` gives the torch dtype of a name, :func:`canonical_name` its torch
+name, :func:`peak_key` the key under which the device table keeps a dtype's peaks (every fp8 flavour
+shares ``"float8"``, 8-bit integers ``"int8"``, and ``"tf32"`` names the tensor cores' float32 mode,
+which is no torch dtype).
 """
 
 from __future__ import annotations
+
+from collections.abc import Mapping
+from types import MappingProxyType
 
 import torch
 
 from layerprof.errors import InvalidArgumentError
 
-_ALIASES: dict[str, torch.dtype] = {
+#: Every dtype spelling layerprof accepts (lower case, without ``torch.``) -> the torch dtype.
+ALIASES: Mapping[str, torch.dtype] = MappingProxyType({
     "fp32": torch.float32, "float32": torch.float32, "float": torch.float32, "f32": torch.float32,
     "single": torch.float32,
     "fp16": torch.float16, "float16": torch.float16, "half": torch.float16, "f16": torch.float16,
@@ -22,7 +29,7 @@ _ALIASES: dict[str, torch.dtype] = {
     "fp8": torch.float8_e4m3fn, "float8": torch.float8_e4m3fn, "float8_e4m3fn": torch.float8_e4m3fn,
     "float8_e4m3fnuz": torch.float8_e4m3fnuz, "float8_e5m2": torch.float8_e5m2,
     "float8_e5m2fnuz": torch.float8_e5m2fnuz, "float8_e8m0fnu": torch.float8_e8m0fnu,
-}  # fmt: skip
+})  # fmt: skip
 
 _TF32 = ("tf32", "tensorfloat32")
 
@@ -54,9 +61,9 @@ def parse_dtype(value: torch.dtype | str) -> torch.dtype:
     """A torch dtype from a dtype or a common name; the error names the bad value."""
     if isinstance(value, torch.dtype):
         return value
-    if isinstance(value, str) and _key(value) in _ALIASES:
-        return _ALIASES[_key(value)]
-    raise InvalidArgumentError(f"unknown dtype {value!r}; use one of {', '.join(sorted(_ALIASES))}")
+    if isinstance(value, str) and _key(value) in ALIASES:
+        return ALIASES[_key(value)]
+    raise InvalidArgumentError(f"unknown dtype {value!r}; use one of {', '.join(sorted(ALIASES))}")
 
 
 def peak_key(value: torch.dtype | str) -> str:
@@ -76,3 +83,8 @@ def peak_key(value: torch.dtype | str) -> str:
 def dtype_name(dtype: torch.dtype) -> str:
     """``torch.float16`` -> ``"float16"``."""
     return str(dtype).removeprefix("torch.")
+
+
+def canonical_name(value: torch.dtype | str) -> str:
+    """The torch name of a dtype or any spelling of it: ``"fp16"``, ``"half"`` -> ``"float16"``."""
+    return dtype_name(parse_dtype(value))
