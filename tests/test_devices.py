@@ -456,3 +456,21 @@ def test_device_file_errors(tmp_path: Path) -> None:
 def test_match_device_name(torch_name: str, expected: str | None) -> None:
     found = match_device_name(torch_name)
     assert (found.name if found is not None else None) == expected
+
+
+@pytest.mark.parametrize("spec", ALL_DEVICES, ids=lambda spec: spec.name)
+def test_a_report_writes_its_targets_through_to_dict(spec: DeviceSpec) -> None:
+    from layerprof.report.export import _device_dict
+
+    written = _device_dict(spec)
+    full = spec.to_dict()
+    assert set(written) == {
+        "name",
+        "kind",
+        "memory_bandwidth_bytes_per_s",
+        "matrix_peak_flops_per_s",
+        "vector_peak_flops_per_s",
+        "measured",
+    }
+    assert written == {key: full[key] for key in written}
+    assert DeviceSpec.from_dict(full) == spec

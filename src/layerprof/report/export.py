@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 from layerprof.core.records import ROW_FIELDS, LayerRow, Verdict
 
 if TYPE_CHECKING:
+    from layerprof.hardware.specs import DeviceSpec
     from layerprof.report.facade import AllreduceTime, Report
 
 SCHEMA_VERSION = 1
@@ -35,15 +36,20 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def _device_dict(device: Any) -> dict[str, Any]:
-    return {
-        "name": device.name,
-        "kind": device.kind,
-        "memory_bandwidth_bytes_per_s": device.memory_bandwidth_bytes_per_s,
-        "matrix_peak_flops_per_s": dict(device.matrix_peak_flops_per_s),
-        "vector_peak_flops_per_s": dict(device.vector_peak_flops_per_s),
-        "measured": bool(getattr(device, "measured", False)),
-    }
+# What a report keeps of each target (report.schema.json's "device"), as DeviceSpec.to_dict() writes it.
+_TARGET_FIELDS = (
+    "name",
+    "kind",
+    "memory_bandwidth_bytes_per_s",
+    "matrix_peak_flops_per_s",
+    "vector_peak_flops_per_s",
+    "measured",
+)
+
+
+def _device_dict(device: DeviceSpec) -> dict[str, Any]:
+    spec = device.to_dict()
+    return {key: spec[key] for key in _TARGET_FIELDS}
 
 
 def to_dict(report: Report) -> dict[str, Any]:
