@@ -288,3 +288,45 @@ def test_a_damaged_report_is_a_usage_error_not_a_regression(
     assert main(["compare", str(tmp_path / "good.json"), str(tmp_path / "bad.json")]) == 2
     err = capsys.readouterr().err
     assert "malformed" in err and len(err.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize(
+    ("edit", "needle"),
+    [
+        (lambda d: d["total"].update(flops=None), "total is malformed: total: flops must be an integer"),
+        (lambda d: d["total"].pop("flops"), "flops must be an integer from 0 to 2**63-1, got None"),
+        (lambda d: d["total"].update(flops=float("nan")), "got nan"),
+        (lambda d: d["total"].update(flops=10**400), "flops must be an integer from 0 to 2**63-1"),
+        (lambda d: d["layers"][0].update(flops=-5), "got -5"),
+        (lambda d: d["layers"][0].pop("name"), "layers[0] is malformed: a row needs a name"),
+        (lambda d: d["layers"][0].update(time_ms=float("inf")), "time_ms must be a finite number"),
+        (lambda d: d["layers"][0].update(phase="sideways"), "phase must be forward or backward"),
+    ],
+    ids=["null-total", "missing-total", "nan", "huge", "negative", "nameless", "infinite-time", "phase"],
+)
+def test_a_gate_fails_closed_on_a_report_it_cannot_read(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], edit: Any, needle: str
+) -> None:
+    # Before: a null total.flops made --max-regression skip the check and exit 0 ("no regression").
+    report = layerprof.analyze(nn.Sequential(nn.Conv2d(3, 4, 3)), input_size=(1, 3, 8, 8), target="t4")
+    good = report.to_dict()
+    bad = json.loads(json.dumps(good))
+    for row in bad["layers"]:
+        row["flops"] *= 10  # every row shows +900%
+    edit(bad)
+    (tmp_path / "good.json").write_text(json.dumps(good))
+    (tmp_path / "bad.json").write_text(json.dumps(bad))
+    argv = ["compare", str(tmp_path / "good.json"), str(tmp_path / "bad.json"), "--max-regression", "5%"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert needle in err and len(err.strip().splitlines()) == 1
+
+
+def test_deeply_nested_json_is_one_line_and_exit_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    deep = tmp_path / "deep.json"
+    deep.write_text("[" * 100_000 + "]" * 100_000)
+    assert main(["compare", str(deep), str(deep)]) == 2
+    err = capsys.readouterr().err
+    assert "nested too deeply" in err and len(err.strip().splitlines()) == 1

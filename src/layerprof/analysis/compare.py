@@ -196,8 +196,10 @@ def load_report(path: str | Path) -> dict[str, Any]:
         raise InvalidArgumentError(f"report file {str(file)!r} does not exist or is not a file")
     try:
         document = json.loads(file.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+    except (json.JSONDecodeError, UnicodeDecodeError, ValueError) as error:
         raise InvalidArgumentError(f"{file}: not a JSON file: {error}") from error
+    except RecursionError:
+        raise InvalidArgumentError(f"{file}: not a layerprof report (JSON nested too deeply)") from None
     check_report_dict(document, str(file))
     return document  # type: ignore[no-any-return]
 
@@ -212,6 +214,37 @@ def check_report_dict(document: object, origin: str = "report") -> None:
         )
     if not isinstance(document["layers"], list) or not isinstance(document["total"], Mapping):
         raise InvalidArgumentError(f"{origin}: 'layers' must be a list and 'total' an object")
+    for index, row in enumerate(document["layers"]):
+        _check_row(row, f"{origin}: layers[{index}]")
+    _check_row(document["total"], f"{origin}: total")
+
+
+#: Counts a gate compares: each must be there, a non-negative integer that fits a float. A gate
+#: fails closed: a report it cannot read is a usage error (exit 2), never "no regression".
+_COUNT_KEYS = ("flops", "matrix_flops", "bytes_read", "bytes_written", "params")
+_LARGEST_COUNT = 2**63 - 1
+
+
+def _check_row(row: object, where: str) -> None:
+    def malformed(detail: str) -> InvalidArgumentError:
+        return InvalidArgumentError(f"{where} is malformed: {detail}")
+
+    if not isinstance(row, Mapping):
+        raise malformed(f"a row must be an object, got {row!r}")
+    name = row.get("name")
+    if not isinstance(name, str) or not name:
+        raise malformed(f"a row needs a name, got {name!r}")
+    if row.get("phase", "forward") not in ("forward", "backward"):
+        raise malformed(f"{name}: phase must be forward or backward, got {row.get('phase')!r}")
+    for key in _COUNT_KEYS:
+        value = row.get(key)
+        if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= _LARGEST_COUNT:
+            raise malformed(f"{name}: {key} must be an integer from 0 to 2**63-1, got {value!r}")
+    time_ms = row.get("time_ms")
+    if time_ms is not None and (
+        isinstance(time_ms, bool) or not isinstance(time_ms, (int, float)) or not 0 <= time_ms < math.inf
+    ):
+        raise malformed(f"{name}: time_ms must be a finite number >= 0 or null, got {time_ms!r}")
 
 
 def parse_fraction(text: str | float) -> float:
