@@ -404,7 +404,9 @@ def test_usage_errors_exit_2(models_file: Path, capsys: pytest.CaptureFixture[st
     ):
         code, _, err = audit(capsys, *argv)
         assert code == 2, argv
-        assert "usage:" in err and "Traceback" not in err
+        # one line naming the problem and pointing at --help, not argparse's usage block
+        assert len(err.strip().splitlines()) == 1 and "--help" in err, argv
+        assert "usage:" not in err and "Traceback" not in err
     code, _, err = audit(capsys, spec, "--target", "t4", "--max-memory-bound-share", "1.5")
     assert_one_line_error(code, err, "max_memory_bound_share is a share between 0 and 1")
     code, _, err = audit(capsys, spec, "--target", "t4", "--model-arg", "3=x")

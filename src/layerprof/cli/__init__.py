@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from typing import NoReturn
 
 from layerprof.cli import audit, compare_cmd, demo, devices_cmd, measure_cmd, scale_cmd
 from layerprof.errors import LayerprofError
@@ -17,8 +18,15 @@ from layerprof.version import __version__
 COMMANDS = (demo, audit, compare_cmd, devices_cmd, measure_cmd, scale_cmd)
 
 
+class _OneLineParser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line and a pointer to ``--help``, not the usage block."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _OneLineParser(
         prog="layerprof",
         description="Layer-by-layer FLOPs, bytes, time and roofline verdicts for PyTorch CNNs.",
     )

@@ -43,6 +43,19 @@ _SUFFIX_FORMATS = {".json": "json", ".csv": "csv", ".html": "html", ".htm": "htm
 _PLOT_SUFFIXES = (".png", ".svg")
 
 
+def _dtype_flag(text: str) -> str:
+    """Any spelling of a supported dtype (``half``, ``float16``, ``fp16``) -> its torch name."""
+    try:
+        name = canonical_name(text)
+    except InvalidArgumentError:
+        name = ""
+    if name not in DTYPES.values():
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not one of {', '.join(DTYPES)} (or another spelling of one)"
+        )
+    return name
+
+
 def _count(text: str) -> float:
     """``25e6``, ``25000000``, ``25M``, ``1.5G`` -> a number (for --max-params)."""
     factors = {"K": 1e3, "M": 1e6, "G": 1e9}
@@ -83,7 +96,11 @@ def add_parser(commands: Any) -> None:
         "the torchvision weights' crop size, or the exported program's shapes)",
     )
     parser.add_argument(
-        "--dtype", choices=tuple(DTYPES), default=None, help="dtype to price the model at (default fp32)"
+        "--dtype",
+        type=_dtype_flag,
+        default=None,
+        metavar="{fp32,fp16,bf16,int8}",
+        help="dtype to price the model at, in any spelling the API takes (float16, half, ...; default fp32)",
     )
     parser.add_argument(
         "--target",
@@ -176,7 +193,7 @@ def _budgets(args: argparse.Namespace, config: AuditConfig) -> Budgets:
 
 def _dtype(args: argparse.Namespace, config: AuditConfig) -> str:
     if args.dtype is not None:
-        return DTYPES[str(args.dtype)]
+        return str(args.dtype)
     if config.dtype is None:
         return "float32"
     name = canonical_name(config.dtype)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from tabulate import tabulate_formats
+
 from layerprof.cli.device_table import device_table, link_table
 from layerprof.hardware.files import load_devices
 from layerprof.hardware.table import list_devices, list_links
@@ -20,7 +22,11 @@ def add_parser(commands: Any) -> None:
         help="also list devices from a JSON or TOML device file (repeatable)",
     )
     parser.add_argument(
-        "--format", default="simple", metavar="FMT", help="any tabulate format (default simple)"
+        "--format",
+        default="simple",
+        choices=sorted(tabulate_formats),
+        metavar="FMT",
+        help="a tabulate format: simple, github, grid, plain, ... (default simple)",
     )
     parser.set_defaults(run=run)
 

@@ -36,8 +36,10 @@ def load_devices(path: str | Path) -> tuple[DeviceSpec, ...]:
     if suffix == ".json":
         try:
             document: object = json.loads(file.read_text(encoding="utf-8"))
-        except json.JSONDecodeError as error:
+        except (json.JSONDecodeError, UnicodeDecodeError) as error:
             raise InvalidDeviceSpecError(f"{origin}: not valid JSON: {error}") from error
+        except RecursionError:
+            raise InvalidDeviceSpecError(f"{origin}: not a device file (JSON nested too deeply)") from None
     elif suffix == ".toml":
         document = read_toml(file, invalid=InvalidDeviceSpecError)
     else:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -9,6 +10,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from layerprof.core.validate import as_int
 from layerprof.errors import DeviceMismatchError, InvalidArgumentError
 
 Inputs = torch.Tensor | Sequence[Any] | Mapping[str, Any]
@@ -65,6 +67,10 @@ def describe(args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> InputSpec:
     return InputSpec(tuple(spec(a) for a in args), tuple((k, spec(v)) for k, v in kwargs.items()))
 
 
+#: A tensor's byte size must fit torch's int64 sizes and strides.
+_LARGEST_TENSOR_BYTES = 2**63 - 1
+
+
 def sizes_to_spec(
     input_size: Sequence[int] | Sequence[Sequence[int]], dtype: torch.dtype, device: str = "meta"
 ) -> InputSpec:
@@ -75,9 +81,16 @@ def sizes_to_spec(
     sizes = [tuple(s) for s in input_size] if several else [tuple(input_size)]  # type: ignore[arg-type]
     specs = []
     for size in sizes:
-        if not size or not all(isinstance(d, int) and not isinstance(d, bool) and d > 0 for d in size):
+        dims = [as_int(d) for d in size]
+        if not size or not all(d is not None and d > 0 for d in dims):
             raise InvalidArgumentError(f"input_size {size!r} must hold positive ints (batch first)")
-        specs.append(TensorSpec(tuple(int(d) for d in size), dtype, device))
+        shape = tuple(d for d in dims if d is not None)
+        if math.prod(shape) * dtype.itemsize > _LARGEST_TENSOR_BYTES:
+            raise InvalidArgumentError(
+                f"input_size {size!r} at {dtype} is {math.prod(shape) * dtype.itemsize:.3g} bytes, "
+                "past what a tensor can address (int64 sizes)"
+            )
+        specs.append(TensorSpec(shape, dtype, device))
     return InputSpec(tuple(specs))
 
 
