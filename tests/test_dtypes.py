@@ -79,15 +79,16 @@ def test_the_cli_dtype_choices_come_from_the_table(command: object) -> None:
 
 
 @pytest.mark.parametrize("spelling", SPELLINGS)
-def test_an_audit_config_dtype_reads_like_the_flag(spelling: str) -> None:
-    # dtype = "half" in pyproject.toml prices the model like --dtype fp16.
-    args = argparse.Namespace(dtype=None)
+def test_audit_reads_a_spelling_the_same_on_the_command_line_and_in_a_config(spelling: str) -> None:
+    # --dtype half and dtype = "half" in pyproject.toml both price the model at float16.
+    from_config = argparse.Namespace(dtype=None)
     config = AuditConfig(dtype=spelling)
     name = dtype_name(ALIASES[spelling])
     if name in audit.DTYPES.values():
-        assert audit._dtype(args, config) == name
-        flags = [flag for flag, value in audit.DTYPES.items() if value == name]
-        assert audit._dtype(argparse.Namespace(dtype=flags[0]), AuditConfig()) == name
+        assert audit._dtype(from_config, config) == name
+        assert audit._dtype(argparse.Namespace(dtype=audit._dtype_flag(spelling)), AuditConfig()) == name
     else:
         with pytest.raises(InvalidArgumentError, match="must be one of"):
-            audit._dtype(args, config)
+            audit._dtype(from_config, config)
+        with pytest.raises(argparse.ArgumentTypeError):
+            audit._dtype_flag(spelling)
