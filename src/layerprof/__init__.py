@@ -54,6 +54,7 @@ _EXPORTS: dict[str, str] = {
     "UnknownDeviceError": "layerprof.errors",
     "InvalidDeviceSpecError": "layerprof.errors",
     "ForwardError": "layerprof.errors",
+    "FormulaError": "layerprof.errors",
     "ModelLoadError": "layerprof.errors",
 }
 
@@ -67,6 +68,7 @@ __all__ = [
     "DeviceMismatchError",
     "DeviceSpec",
     "Disagreement",
+    "FormulaError",
     "ForwardError",
     "GatherError",
     "InvalidArgumentError",
@@ -122,6 +124,7 @@ if TYPE_CHECKING:
     from layerprof.distributed.gather import GatherError, RankGather
     from layerprof.errors import (
         DeviceMismatchError,
+        FormulaError,
         ForwardError,
         InvalidArgumentError,
         InvalidDeviceSpecError,

@@ -38,5 +38,15 @@ class ForwardError(LayerprofError, RuntimeError):
         self.layer = layer
 
 
+class FormulaError(LayerprofError, RuntimeError):
+    """layerprof's own counting failed on one aten op: a bug in a formula or in the counter, not in the
+    model, so it is not reported as the user's layer failing. ``op`` and ``formula`` name the two."""
+
+    def __init__(self, message: str, op: str, formula: str) -> None:
+        super().__init__(message)
+        self.op = op
+        self.formula = formula
+
+
 class ModelLoadError(LayerprofError, RuntimeError):
     """A model named on the command line could not be loaded."""

@@ -1,0 +1,152 @@
+"""Pricing one aten op: its FLOPs from the formula registry, its bytes from the tensors it touches.
+
+Bytes follow DESIGN.md: each distinct tensor an op reads plus each tensor it writes, at the tensor's
+own element size. Formulas give FLOPs; ops without one keep their bytes (the collector lists them as
+unsupported). A formula or byte count that raises is a bug in layerprof, not in the model: it comes
+out as a :class:`~layerprof.errors.FormulaError` naming the op and the formula, never as the user's
+layer failing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any, NamedTuple
+
+import torch
+from torch._ops import OpOverload
+
+from layerprof.errors import FormulaError
+from layerprof.formulas import FORMULAS, WRITE_ONLY_DESTINATION, Formula, is_free
+
+
+@dataclass(frozen=True, slots=True)
+class OpInfo:
+    """What pricing needs of an op overload, read once per overload from its schema and the registry."""
+
+    free: bool
+    formula: Formula | None
+    name: str
+    packet: str
+    out_args: frozenset[str]
+    write_only_destination: int | None  # the position of an argument written but not read
+    op: str  # the overload's full name (aten.convolution.default), for error messages
+
+
+class OpCost(NamedTuple):
+    """The price of one call of an op."""
+
+    flops: int
+    matrix_flops: int
+    kernel_size: tuple[int, ...] | None
+    bytes_read: int
+    bytes_written: int
+
+
+def describe(func: OpOverload) -> OpInfo:
+    schema = func._schema
+    return OpInfo(
+        free=is_free(func),
+        formula=FORMULAS.get(func),
+        name=func.overloadpacket.__name__.rstrip("_") or func.overloadpacket.__name__,
+        packet=str(func.overloadpacket),
+        out_args=frozenset(a.name for a in schema.arguments if a.is_out),
+        write_only_destination=WRITE_ONLY_DESTINATION.get(func),
+        op=str(func),
+    )
+
+
+def formula_name(formula: Formula | None) -> str:
+    """``layerprof.formulas.conv.convolution``; ``none`` for an op priced by its bytes only."""
+    if formula is None:
+        return "none"
+    module = getattr(formula, "__module__", None)
+    qualname = getattr(formula, "__qualname__", None) or repr(formula)
+    return f"{module}.{qualname}" if module else qualname
+
+
+def counting_error(op: str, formula: Formula | None, stage: str, error: BaseException) -> FormulaError:
+    """The FormulaError for ``error``, raised while ``stage`` ran on ``op`` (raise it ``from`` error)."""
+    name = formula_name(formula)
+    return FormulaError(
+        f"layerprof failed while {stage} of aten op {op} (formula {name}): {type(error).__name__}: "
+        f"{error}. This is a bug in layerprof, not in the model",
+        op,
+        name,
+    )
+
+
+def price(info: OpInfo, args: tuple[Any, ...], kwargs: Mapping[str, Any], out: Any) -> OpCost:
+    """FLOPs (0 without a formula) and bytes read and written of one call of ``info``'s op."""
+    written_outputs = None
+    written_args: tuple[int, ...] = ()
+    if info.formula is None:
+        flops = matrix = 0
+        kernel_size = None
+    else:
+        try:
+            cost = info.formula(args, kwargs, out)
+        except Exception as error:
+            raise counting_error(info.op, info.formula, "running the formula", error) from error
+        flops, matrix, kernel_size = cost.total, cost.matrix, cost.kernel_size
+        written_outputs = cost.written_outputs
+        written_args = cost.written_args
+    try:
+        read, written = _bytes(info, args, kwargs, out, written_outputs, written_args)
+    except Exception as error:
+        raise counting_error(info.op, info.formula, "counting the bytes", error) from error
+    return OpCost(flops, matrix, kernel_size, read, written)
+
+
+def _bytes(
+    info: OpInfo,
+    args: tuple[Any, ...],
+    kwargs: Mapping[str, Any],
+    out: Any,
+    written_outputs: int | None,
+    written_args: tuple[int, ...],
+) -> tuple[int, int]:
+    """(bytes read, bytes written): the distinct tensors read, then the outputs and arguments written."""
+    seen: set[int] = set()
+    skip = info.write_only_destination
+    read = add_bytes(args if skip is None else args[:skip] + args[skip + 1 :], seen)
+    if kwargs:
+        read += add_bytes([v for k, v in kwargs.items() if k not in info.out_args], seen)
+    if written_outputs is None and not written_args and isinstance(out, torch.Tensor):
+        written = out.numel() * out.element_size()  # the common case: one fresh, dense output
+    else:
+        written_outputs_of = out[:written_outputs] if written_outputs is not None else (out,)
+        seen = set()
+        written = add_bytes(written_outputs_of, seen)
+        if written_args:
+            written += add_bytes([args[i] for i in written_args if i < len(args)], seen)
+    return read, written
+
+
+def footprint_elements(tensor: torch.Tensor) -> int:
+    """Elements of memory a tensor spans: its numel, or less for a broadcast view (stride 0), whose
+    repeated elements are one element in memory (a class token expanded over the batch)."""
+    if tensor.is_contiguous():
+        return tensor.numel()
+    count = tensor.numel()
+    if count == 0:
+        return 0
+    span = 1 + sum(
+        (size - 1) * abs(stride) for size, stride in zip(tensor.shape, tensor.stride(), strict=True)
+    )
+    return min(count, span)
+
+
+def add_bytes(values: Iterable[Any], seen: set[int]) -> int:
+    """Bytes of the tensors in ``values`` (and in lists among them) not in ``seen``; adds them to it."""
+    total = 0
+    for value in values:
+        if isinstance(value, torch.Tensor):
+            if id(value) not in seen:
+                seen.add(id(value))
+                # is_contiguous first: the common case needs no stride walk (this runs for every op)
+                elements = value.numel() if value.is_contiguous() else footprint_elements(value)
+                total += elements * value.element_size()
+        elif isinstance(value, (list, tuple)):
+            total += add_bytes(value, seen)
+    return total
