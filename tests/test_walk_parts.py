@@ -203,6 +203,27 @@ def test_a_containers_own_parameter_accumulates_on_its_glue_row() -> None:
     assert attribution.row_of(accumulate) == (id(model), "accumulate_grad")
 
 
+def test_the_collector_routes_each_layers_backward_ops_to_its_row() -> None:
+    with torch.device("meta"):
+        model = nn.Sequential(OrderedDict(conv=nn.Conv2d(2, 3, 3, bias=False), act=nn.ReLU()))
+    collector = collect.Collector(model, track_backward=True)
+    collector.attach()
+    try:
+        with collect.OpCounter(collector):
+            model(torch.empty(1, 2, 5, 5, device="meta")).sum().backward()
+    finally:
+        collector.close()
+    assert sorted(set(collector.backward_row_names().values())) == ["act", "conv"]
+    assert collector.parameter_row_names() == {id(model.conv.weight): "conv"}
+    collector.release_graph()
+    backward = {row.name: row for row in collector.rows() if row.phase == "backward"}
+    assert set(backward) == {"conv", "act"}
+    # Only the weight gradient (the input needs none): as many FLOPs as the forward's convolution.
+    assert backward["conv"].matrix_flops == 2 * 3 * 3 * 3 * 2 * 3 * 3  # 2 * Cout * H'W' * Cin * k * k
+    # The loss's sum and the seed of its gradient ran outside the model; its backward has no row.
+    assert collector.outside_forward_ops > 0 and collector.outside_backward_ops > 0
+
+
 # -- crediting parameters ----------------------------------------------------------------------------------
 def test_a_shared_module_and_a_tied_weight_are_credited_once() -> None:
     shared = nn.Linear(3, 3)
