@@ -14,6 +14,8 @@ stay on the twin (copied, not shared), since they may be part of what the forwar
 
 from __future__ import annotations
 
+import collections
+import copy
 from collections import OrderedDict
 from typing import Any
 
@@ -31,12 +33,19 @@ _HOOK_DICTS = (
 )
 
 
+#: The module's own dictionaries, which module() rebuilds itself.
+_OWN_DICTS = frozenset({"_parameters", "_buffers", "_modules", *_HOOK_DICTS})
+#: Containers a forward can write into; tuples and frozensets cannot be, so they stay shared.
+_MUTABLE_CONTAINERS = (list, dict, set, collections.deque)
+
+
 class _TwinMaker:
     def __init__(self, to_meta: bool, dtype: torch.dtype | None) -> None:
         self.to_meta = to_meta
         self.dtype = dtype
         self.modules: dict[int, nn.Module] = {}
         self.tensors: dict[int, Any] = {}
+        self.containers: dict[int, Any] = {}
 
     def tensor(self, value: torch.Tensor, *, is_buffer: bool) -> torch.Tensor:
         known = self.tensors.get(id(value))
@@ -80,11 +89,32 @@ class _TwinMaker:
             if hooks in state:
                 state[hooks] = OrderedDict(state[hooks])
         # Plain tensor attributes (neither parameter nor buffer) are treated like buffers: a forward
-        # may update them in place (a running scale), and that must land in the twin's copy.
+        # may update them in place (a running scale), and that must land in the twin's copy. So are
+        # the containers a forward may write into (self.cache[key] = x, self.seen.append(x)): the
+        # twin gets its own, so no counted (meta) tensor ever lands in the user's.
         for name, value in list(state.items()):
-            if isinstance(value, torch.Tensor):
-                state[name] = self.tensor(value, is_buffer=True)
+            if name not in _OWN_DICTS:
+                state[name] = self.attribute(value)
         return clone
+
+    def attribute(self, value: Any) -> Any:
+        """A plain attribute as the twin holds it: tensors converted, mutable containers copied."""
+        if isinstance(value, torch.Tensor):
+            return self.tensor(value, is_buffer=True)
+        if not isinstance(value, _MUTABLE_CONTAINERS):
+            return value
+        known = self.containers.get(id(value))
+        if known is not None:
+            return known  # shared (or self-referencing) containers stay shared in the twin
+        copied = copy.copy(value)  # the same type: OrderedDict, defaultdict, deque, a list subclass
+        self.containers[id(value)] = copied
+        if isinstance(copied, dict):
+            for key, item in copied.items():
+                copied[key] = self.attribute(item)
+        elif isinstance(copied, (list, collections.deque)):
+            for index, item in enumerate(copied):
+                copied[index] = self.attribute(item)
+        return copied
 
 
 def make_twin(model: nn.Module, *, to_meta: bool, dtype: torch.dtype | None = None) -> nn.Module:
