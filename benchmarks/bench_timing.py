@@ -31,7 +31,8 @@ import torch
 from torch import nn
 
 from layerprof import profile
-from layerprof.timing.layers import LayerTimer, Stopwatch
+from layerprof.timing.clocks import clock_for
+from layerprof.timing.layers import LayerTimer
 from layerprof.walk.collect import ROOT_NAME
 from layerprof.walk.twin import make_twin
 
@@ -70,7 +71,7 @@ def interleaved(
 ) -> tuple[list[float], list[float]]:
     """Milliseconds of ``first`` and ``second`` per round; which one runs first alternates between
     rounds, so that neither always follows the other. ``after_second`` runs untimed."""
-    stopwatch = Stopwatch(device)
+    stopwatch = clock_for(device)
     firsts: list[float] = []
     seconds: list[float] = []
     for round_index in range(warmup + repeat):

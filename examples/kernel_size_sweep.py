@@ -182,7 +182,8 @@ def table(points: Sequence[SweepPoint], devices: Sequence[DeviceSpec], dtype: st
 def plot(
     points: Sequence[SweepPoint], devices: Sequence[DeviceSpec], dtype: str, path: Path, size: int
 ) -> Path:
-    from layerprof.report.plot import RooflineDot, RooflinePanel, draw_rooflines
+    from layerprof.report.plot_draw import draw_rooflines
+    from layerprof.report.plot_layout import RooflineDot, RooflinePanel
 
     panels = [
         RooflinePanel(

@@ -31,19 +31,9 @@ from torch import nn
 
 import layerprof
 from layerprof.core.units import milliseconds
-from layerprof.distributed.gather import (
-    ALLREDUCE_ROW,
-    GatherError,
-    RankGather,
-    RankRow,
-    RankSample,
-    configured_timeout,
-    hidden_ms,
-    merge_ranks,
-    ring_allreduce_bytes,
-    union_ms,
-    with_allreduce,
-)
+from layerprof.distributed.allreduce import ALLREDUCE_ROW, hidden_ms, ring_allreduce_bytes, union_ms
+from layerprof.distributed.gather import GatherError, RankGather, configured_timeout
+from layerprof.distributed.merge import RankRow, RankSample, merge_ranks, with_allreduce
 from layerprof.errors import InvalidArgumentError
 from layerprof.report.facade import AllreduceTime, Report
 
@@ -184,7 +174,7 @@ def test_counts_that_differ_between_ranks_are_logged(caplog: pytest.LogCaptureFi
     base = timed_report(RANK_TIMES[0], RANK_TOTALS[0])
     other = sample_of(base, 1, RANK_TIMES[1], RANK_TOTALS[1])
     other = replace(other, rows=(replace(other.rows[0], flops=other.rows[0].flops + 1), *other.rows[1:]))
-    with caplog.at_level(logging.WARNING, logger="layerprof.distributed.gather"):
+    with caplog.at_level(logging.WARNING, logger="layerprof.distributed.merge"):
         merged = merge_ranks(base, [sample_of(base, 0, RANK_TIMES[0], 2.0), other])
     assert "differ on rank 1" in caplog.text and "conv" in caplog.text
     assert merged.row("conv").flops == base.row("conv").flops  # rank 0's kept

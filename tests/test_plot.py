@@ -13,9 +13,9 @@ import torch
 
 import layerprof
 from layerprof.errors import InvalidArgumentError
-from layerprof.report import plot
+from layerprof.report import plot, plot_layout
 from layerprof.report.facade import Report
-from layerprof.roofline.verdicts import judge
+from layerprof.roofline.verdicts import dominant_dtype, judge
 
 mpimg = pytest.importorskip("matplotlib.image")
 
@@ -39,7 +39,7 @@ def test_png_is_an_image_of_the_expected_size_and_not_blank(report: Report, tmp_
     written = report.plot_roofline(tmp_path / "roofline.png")
     assert written == tmp_path / "roofline.png"
     image = mpimg.imread(written)
-    width, height = plot.figure_size_px(2)
+    width, height = plot_layout.figure_size_px(2)
     # 2 panels side by side: 2 * 6.4 in * 110 dpi = 1408 px; one row of 5.6 in + the 0.65 in strip
     # under it: 6.25 in * 110 dpi = 687.5 px.
     assert width == 1408
@@ -89,7 +89,7 @@ def test_a_report_without_target_still_plots(tmp_path: Path) -> None:
     bare = layerprof.analyze(layerprof.demo_model(), input_size=(1, 3, 64, 64))
     assert bare.targets == ()
     image = mpimg.imread(bare.plot_roofline(tmp_path / "bare.png"))
-    width, height = plot.figure_size_px(1)
+    width, height = plot_layout.figure_size_px(1)
     assert image.shape[:2] == (height, width)
     assert float(image[..., :3].var()) > 0
     svg = bare.plot_roofline(tmp_path / "bare.svg").read_text()
@@ -134,7 +134,7 @@ def test_untimed_rows_sit_on_their_roof(report: Report) -> None:
 
 
 def test_ceilings_follow_the_dtype_and_tf32() -> None:
-    t4 = plot.ceilings_of(layerprof.get_device("t4"), "float16")
+    t4 = plot_layout.ceilings_of(layerprof.get_device("t4"), "float16")
     assert t4.matrix_peak_flops_per_s == 65e12 and t4.vector_peak_flops_per_s == 16.2e12
     assert t4.matrix_ridge_point == pytest.approx(65e12 / 320e9)  # 203.125 FLOP/B
     h100 = layerprof.get_device("h100-sxm")
@@ -142,25 +142,25 @@ def test_ceilings_follow_the_dtype_and_tf32() -> None:
     saved = (torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32)
     try:
         torch.backends.cudnn.allow_tf32 = True
-        assert plot.ceilings_of(h100, "float32").matrix_dtype == "tf32"
-        assert plot.ceilings_of(h100, "float32").matrix_peak_flops_per_s == 494.5e12
+        assert plot_layout.ceilings_of(h100, "float32").matrix_dtype == "tf32"
+        assert plot_layout.ceilings_of(h100, "float32").matrix_peak_flops_per_s == 494.5e12
         torch.backends.cudnn.allow_tf32 = False
         torch.backends.cuda.matmul.allow_tf32 = False
-        assert plot.ceilings_of(h100, "float32").matrix_dtype == "float32"
-        assert plot.ceilings_of(h100, "float32").matrix_peak_flops_per_s == 67e12
+        assert plot_layout.ceilings_of(h100, "float32").matrix_dtype == "float32"
+        assert plot_layout.ceilings_of(h100, "float32").matrix_peak_flops_per_s == 67e12
     finally:
         torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = saved
-    xeon = plot.ceilings_of(layerprof.get_device("xeon-e5345"), "float16")
+    xeon = plot_layout.ceilings_of(layerprof.get_device("xeon-e5345"), "float16")
     assert xeon.fallback and xeon.matrix_peak_flops_per_s == 75e9
 
 
 def test_dominant_dtype_weighs_flops_and_bytes(report: Report) -> None:
-    assert plot.dominant_dtype(report.layers) == "float32"
+    assert dominant_dtype(report.layers) == "float32"
     # Two float16 rows among float32 ones do not change it; the other way round they do.
     half = [replace(r, dtype="float16") for r in report.layers]
-    assert plot.dominant_dtype([*half[:2], *report.layers[2:]]) == "float32"
-    assert plot.dominant_dtype([*report.layers[:2], *half[2:]]) == "float16"
-    assert plot.dominant_dtype([]) == "float32"
+    assert dominant_dtype([*half[:2], *report.layers[2:]]) == "float32"
+    assert dominant_dtype([*report.layers[:2], *half[2:]]) == "float16"
+    assert dominant_dtype([]) == "float32"
 
 
 def test_missing_matplotlib_says_how_to_install(
@@ -197,7 +197,7 @@ def test_the_matrix_roof_follows_the_switch_of_the_rows_matrix_work() -> None:
     saved = (torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32)
     try:
         torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = True, False
-        assert plot.ceilings_of(h100, "float32", "conv").matrix_peak_flops_per_s == 494.5e12
-        assert plot.ceilings_of(h100, "float32", "matmul").matrix_peak_flops_per_s == 67e12
+        assert plot_layout.ceilings_of(h100, "float32", "conv").matrix_peak_flops_per_s == 494.5e12
+        assert plot_layout.ceilings_of(h100, "float32", "matmul").matrix_peak_flops_per_s == 67e12
     finally:
         torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = saved

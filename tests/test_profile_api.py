@@ -277,8 +277,8 @@ def test_models_that_need_values_are_counted_on_real_inputs() -> None:
 @pytest.mark.parametrize(
     ("options", "error", "message"),
     [
-        ({"repeat": 0}, InvalidArgumentError, "repeat must be an int >= 1, got 0"),
-        ({"warmup": -1}, InvalidArgumentError, "warmup must be an int >= 0, got -1"),
+        ({"repeat": 0}, InvalidArgumentError, "repeat must be a positive int, got 0"),
+        ({"warmup": -1}, InvalidArgumentError, "warmup must be a non-negative int, got -1"),
         ({"kernel_time": True}, InvalidArgumentError, "kernel_time=True .* runs on cpu"),
         ({"target": "gtx-9999"}, UnknownDeviceError, "gtx-9999"),
     ],

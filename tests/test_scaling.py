@@ -391,7 +391,7 @@ def test_devices_lists_the_links(capsys: pytest.CaptureFixture[str]) -> None:
 def test_a_gathered_reports_allreduce_row_is_not_counted_twice() -> None:
     from dataclasses import replace
 
-    from layerprof.distributed.gather import ALLREDUCE_ROW
+    from layerprof.distributed.allreduce import ALLREDUCE_ROW
 
     report = layerprof.analyze(
         nn.Sequential(nn.Linear(64, 64)), input_size=(8, 64), target="h100-sxm", backward=True

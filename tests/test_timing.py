@@ -1,4 +1,4 @@
-"""layerprof.timing.layers: hooks, nesting and self time, rows' shares, kernel attribution.
+"""layerprof.timing: the layer hooks, nesting and self time, rows' shares, kernel attribution.
 
 The arithmetic tests feed hand-written entry/exit records with hand-picked times, so every expected
 value is worked out next to it; the hook tests run real (tiny) models but only check structure.
@@ -17,21 +17,9 @@ from torch import nn
 from layerprof import analyze, demo_model, get_device
 from layerprof.core.records import LayerRow
 from layerprof.errors import InvalidArgumentError
-from layerprof.timing.layers import (
-    RANGE_PREFIX,
-    LayerTimer,
-    ModuleTimes,
-    RangeHooks,
-    Timings,
-    _fold,
-    attribute_kernels,
-    check_counts,
-    glue_shares,
-    measure,
-    median_iqr,
-    row_samples,
-    timed_rows,
-)
+from layerprof.timing.kernels import RANGE_PREFIX, RangeHooks, attribute_kernels
+from layerprof.timing.layers import LayerTimer, ModuleTimes, Timings, _fold, check_counts, measure
+from layerprof.timing.rows import glue_shares, median_iqr, row_samples, timed_rows
 from layerprof.walk.collect import ROOT_NAME
 from layerprof.walk.twin import make_twin
 

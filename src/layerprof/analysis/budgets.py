@@ -22,10 +22,11 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, fields, replace
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Literal, get_args
 
 from layerprof.core.units import si
 from layerprof.errors import InvalidArgumentError
+from layerprof.report import shares
 
 if TYPE_CHECKING:
     from layerprof.report.facade import Report
@@ -45,13 +46,9 @@ __all__ = [
 BudgetName = Literal[
     "max_gflops", "max_params", "max_latency_ms", "max_memory_bound_share", "min_roofline_efficiency"
 ]
-BUDGET_NAMES: tuple[BudgetName, ...] = (
-    "max_gflops",
-    "max_params",
-    "max_latency_ms",
-    "max_memory_bound_share",
-    "min_roofline_efficiency",
-)
+#: Every budget, in the order results are reported: the one list the CLI's flags and config keys
+#: are derived from (read off ``BudgetName``, so that the two cannot drift apart).
+BUDGET_NAMES: tuple[BudgetName, ...] = get_args(BudgetName)
 Basis = Literal["counted", "predicted", "measured"]
 
 # The table sort that puts the rows a failed budget is about first.
@@ -182,16 +179,9 @@ def _target_names(report: Report, target: str | Sequence[str] | None) -> tuple[s
 
 def memory_bound_share(report: Report, target: str) -> float:
     """Share of the predicted time on ``target`` spent in memory-bound rows (0.0 for a report that
-    predicts no time at all)."""
-    total = memory = 0.0
-    for row in report.layers:
-        verdict = row.roofline.get(target)
-        if verdict is None:
-            continue
-        total += verdict.roofline_time_ms
-        if verdict.bound == "memory":
-            memory += verdict.roofline_time_ms
-    return memory / total if total > 0 else 0.0
+    predicts no time at all): :func:`layerprof.report.shares.memory_bound_share` of its rows, the
+    figure the HTML page shows."""
+    return shares.memory_bound_share(report.layers, target)
 
 
 def check(

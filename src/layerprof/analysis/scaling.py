@@ -35,7 +35,7 @@ from tabulate import tabulate, tabulate_formats
 from layerprof.core.dtypes import dtype_name, parse_dtype
 from layerprof.core.records import LayerRow, Verdict
 from layerprof.core.validate import positive_int
-from layerprof.distributed.gather import ALLREDUCE_ROW
+from layerprof.distributed.allreduce import ALLREDUCE_ROW
 from layerprof.errors import InvalidArgumentError
 from layerprof.hardware.links import LinkSpec
 from layerprof.hardware.specs import DeviceSpec

@@ -23,7 +23,9 @@ from layerprof.errors import ForwardError, InvalidArgumentError, InvalidModelErr
 from layerprof.hardware.targets import TargetArg, resolve_targets
 from layerprof.report.assemble import build_report, local_targets
 from layerprof.report.facade import Report
-from layerprof.timing.layers import LayerTimer, check_counts, kernel_times, measure, median_iqr, timed_rows
+from layerprof.timing.kernels import kernel_times
+from layerprof.timing.layers import LayerTimer, check_counts, measure
+from layerprof.timing.rows import median_iqr, timed_rows
 from layerprof.walk.collect import ROOT_NAME, Collector, OpCounter
 from layerprof.walk.hooks import remove_all
 from layerprof.walk.inputs import (

@@ -71,7 +71,8 @@ from layerprof.hardware.targets import TargetArg, resolve_targets
 from layerprof.report.assemble import build_report, local_targets
 from layerprof.report.facade import Report
 from layerprof.timing.backward import BackwardTimer, NodeRows
-from layerprof.timing.layers import LayerTimer, timed_rows
+from layerprof.timing.layers import LayerTimer
+from layerprof.timing.rows import timed_rows
 from layerprof.walk.collect import ROOT_NAME, Collector, OpCounter
 from layerprof.walk.hooks import remove_all
 from layerprof.walk.inputs import InputSpec, describe, model_device

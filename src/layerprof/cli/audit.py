@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from layerprof.analysis.budgets import BudgetResult, Budgets, check, failures
+from layerprof.analysis.budgets import BUDGET_NAMES, BudgetResult, Budgets, check, failures
 from layerprof.cli.config import AuditConfig, read_config
 from layerprof.cli.loader import LoadedModel, load_model, parse_model_args
 from layerprof.cli.model_args import add_model_arguments, input_sizes
@@ -181,13 +181,7 @@ def add_parser(commands: Any) -> None:
 
 def _budgets(args: argparse.Namespace, config: AuditConfig) -> Budgets:
     from_file = Budgets.from_mapping(config.budgets)
-    from_line = Budgets(
-        args.max_gflops,
-        args.max_params,
-        args.max_latency_ms,
-        args.max_memory_bound_share,
-        args.min_roofline_efficiency,
-    )
+    from_line = Budgets(**{name: getattr(args, name) for name in BUDGET_NAMES})
     return from_file.overridden_by(from_line)
 
 

@@ -26,6 +26,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
+from layerprof.analysis.budgets import BUDGET_NAMES
 from layerprof.core import toml
 from layerprof.errors import InvalidArgumentError
 
@@ -39,13 +40,7 @@ __all__ = [
 ]
 
 #: Budget keys, in the order results are reported; values are numbers.
-BUDGET_KEYS: tuple[str, ...] = (
-    "max_gflops",
-    "max_params",
-    "max_latency_ms",
-    "max_memory_bound_share",
-    "min_roofline_efficiency",
-)
+BUDGET_KEYS: tuple[str, ...] = BUDGET_NAMES
 CONFIG_KEYS: tuple[str, ...] = ("target", "dtype", "input_size", "device", "model_args", *BUDGET_KEYS)
 
 

@@ -16,9 +16,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
 from layerprof.core.records import LayerRow
-from layerprof.core.units import binary_bytes, milliseconds, shape, si
+from layerprof.core.units import binary_bytes, milliseconds, si
 from layerprof.errors import InvalidArgumentError
 from layerprof.report.render import CONVENTION, check_options, count_cells, select_rows, shows_efficiency
+from layerprof.report.shares import memory_bound_share
+from layerprof.report.titles import input_shapes, report_title
 
 if TYPE_CHECKING:
     from layerprof.report.facade import Report
@@ -70,7 +72,7 @@ def render_html(
     """The page as a string. ``depth``, ``sort`` and ``top`` shape the layer table as in
     ``report.table``; ``plot=False`` leaves the roofline picture out."""
     check_options(depth, sort, top, "simple")
-    heading = title or f"layerprof: {report.model_name}"
+    heading = title or report_title(report, shapes=False)
     parts = [
         "<!DOCTYPE html>",
         '<html lang="en"><head><meta charset="utf-8">',
@@ -107,17 +109,11 @@ def _e(text: object) -> str:
 
 
 def _inputs_line(report: Report) -> str:
-    shapes: list[str] = []
+    shapes = input_shapes(report)
     dtypes: set[str] = set()
     if report.inputs is not None:
-        for spec in report.inputs.positional:
-            if spec is not None:
-                shapes.append(shape(spec.shape))
-                dtypes.add(str(spec.dtype).removeprefix("torch."))
-        for key, spec in report.inputs.keyword:
-            if spec is not None:
-                shapes.append(f"{key}={shape(spec.shape)}")
-                dtypes.add(str(spec.dtype).removeprefix("torch."))
+        specs = [*report.inputs.positional, *(spec for _, spec in report.inputs.keyword)]
+        dtypes = {str(spec.dtype).removeprefix("torch.") for spec in specs if spec is not None}
     timed = "timed on this machine" if report.total.time_ms is not None else "counted, not timed"
     targets = ", ".join(t.name for t in report.targets) or "none"
     return (
@@ -157,7 +153,7 @@ def _totals_section(report: Report) -> str:
                 f'<td class="name">{_e(device.full_name)}</td>',
                 f"<td>{_e(milliseconds(verdict.roofline_time_ms))}</td>",
                 f'<td class="{_e(verdict.bound)}">{_e(verdict.bound)}</td>',
-                f"<td>{_memory_share(report.layers, device.name):.1%}</td>",
+                f"<td>{memory_bound_share(report.layers, device.name):.1%}</td>",
                 f"<td>{verdict.ridge_point:.3g}</td>",
             ]
             if timed:
@@ -170,16 +166,6 @@ def _totals_section(report: Report) -> str:
             '<p class="note">Predicted time is the sum of the rows\' roofline times: a lower bound.</p>',
         ]
     return "\n".join(parts)
-
-
-def _memory_share(rows: Sequence[LayerRow], target: str) -> float:
-    total = memory = 0.0
-    for row in rows:
-        verdict = row.roofline.get(target)
-        if verdict is not None:
-            total += verdict.roofline_time_ms
-            memory += verdict.roofline_time_ms if verdict.bound == "memory" else 0.0
-    return memory / total if total > 0 else 0.0
 
 
 def _budgets_section(budgets: Sequence[BudgetLike]) -> str:

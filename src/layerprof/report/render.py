@@ -7,7 +7,6 @@ with the conventions in a header and the totals as the last line. The columns al
 from __future__ import annotations
 
 import statistics
-from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from tabulate import tabulate, tabulate_formats
@@ -15,8 +14,10 @@ from tabulate import tabulate, tabulate_formats
 from layerprof.core import rownames
 from layerprof.core.records import LayerRow
 from layerprof.core.units import binary_bytes, milliseconds, shape, si
+from layerprof.core.validate import non_negative_int, positive_int
 from layerprof.errors import InvalidArgumentError
 from layerprof.report.rollup import fold_tail, roll_up
+from layerprof.report.titles import report_title
 
 if TYPE_CHECKING:
     from layerprof.report.facade import Report
@@ -38,12 +39,12 @@ CONVENTION = (
 
 
 def check_options(depth: int | None, sort: str | None, top: int | None, fmt: str) -> None:
-    if depth is not None and (not isinstance(depth, int) or depth < 0):
-        raise InvalidArgumentError(f"depth must be a non-negative int, got {depth!r}")
+    if depth is not None:
+        non_negative_int("depth", depth)
     if sort is not None and sort not in SORT_KEYS:
         raise InvalidArgumentError(f"unknown sort key {sort!r}; use one of {', '.join(SORT_KEYS)}")
-    if top is not None and (not isinstance(top, int) or top < 1):
-        raise InvalidArgumentError(f"top must be a positive int, got {top!r}")
+    if top is not None:
+        positive_int("top", top)
     if fmt not in tabulate_formats:
         raise InvalidArgumentError(
             f"unknown table format {fmt!r}; tabulate knows {', '.join(tabulate_formats)}"
@@ -234,7 +235,7 @@ def table(
     total_ratio = f"{backward_total / forward_total:.2f}" if with_phase and forward_total else ""
     body.append(_cells(report.total, report, timed, with_phase, total_ratio))
     text = tabulate(body, headers=_headers(report, timed, with_phase), tablefmt=fmt, disable_numparse=True)
-    return "\n".join([_title(report), CONVENTION, text, *_footer(report)])
+    return "\n".join([report_title(report), CONVENTION, text, *_footer(report)])
 
 
 def _ratio(row: LayerRow, forward_flops: int | None) -> str:
@@ -242,11 +243,3 @@ def _ratio(row: LayerRow, forward_flops: int | None) -> str:
     if row.phase != "backward" or not forward_flops:
         return ""
     return f"{row.flops / forward_flops:.2f}"
-
-
-def _title(report: Report) -> str:
-    shapes: Sequence[str] = []
-    if report.inputs is not None:
-        shapes = [shape(s.shape) for s in report.inputs.positional if s is not None]
-        shapes = [*shapes, *(f"{k}={shape(s.shape)}" for k, s in report.inputs.keyword if s is not None)]
-    return f"layerprof: {report.model_name} ({', '.join(shapes)})"

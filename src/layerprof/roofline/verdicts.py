@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import replace
 from types import MappingProxyType
 from typing import Literal
@@ -48,7 +48,7 @@ def judge(
     if not targets:
         return row
     members = rows if rows is not None else (row,)
-    dtype = priced_dtype(row) if rows is None else _dominant_dtype(rows)
+    dtype = priced_dtype(row) if rows is None else dominant_dtype(rows)
     verdicts: dict[str, Verdict] = {}
     for device in targets:
         measured = row.time_ms if device.name in timed_on else None
@@ -87,7 +87,9 @@ def _as_group(verdict: Verdict, predicted_ms: float, measured_ms: float | None) 
     return replace(verdict, roofline_time_ms=predicted_ms, roofline_efficiency=efficiency, flags=flags)
 
 
-def _dominant_dtype(rows: Sequence[LayerRow]) -> str:
+def dominant_dtype(rows: Iterable[LayerRow]) -> str:
+    """The dtype carrying most of the rows' FLOPs and bytes (the one the totals are priced at, and
+    the roofline picture draws); float32 for no rows."""
     weights: dict[str, int] = {}
     for row in rows:
         weights[priced_dtype(row)] = weights.get(priced_dtype(row), 0) + row.flops + row.bytes_total

@@ -17,18 +17,18 @@ parameter. Nodes made before the root's forward (an input's history) are neither
 This needs no hook inside the timed forward (nothing pollutes the forward times) and no module
 backward hooks, so in-place activations (``ReLU(inplace=True)``), which break those, are no problem.
 
-**Clocks.** A node's pre-hook reads the start, its hook the end: ``time.perf_counter_ns`` on the CPU,
-CUDA events recorded on the current stream on a GPU (the engine makes the node's stream current),
-read after one synchronize when the step is over. A row's backward time is the sum over its nodes.
-The engine's own work between nodes is in no row. The first pre-hook to run queues an engine
-callback (``queue_callback``) that runs once the whole backward is over, which ends the step.
+**Clocks.** A node's pre-hook stamps the start, its hook the end (:mod:`layerprof.timing.clocks`:
+``time.perf_counter_ns`` on the CPU, CUDA events recorded on the current stream on a GPU, where the
+engine makes the node's stream current), read after one synchronize when the step is over. A row's
+backward time is the sum over its nodes. The engine's own work between nodes is in no row. The first
+pre-hook to run queues an engine callback (``queue_callback``) that runs once the whole backward is
+over, which ends the step.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
-import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
@@ -37,6 +37,7 @@ from typing import Any
 import torch
 from torch.utils.hooks import RemovableHandle
 
+from layerprof.timing.clocks import Stamp, clock_for
 from layerprof.walk.hooks import remove_all
 
 __all__ = ["ACCUMULATE_GRAD", "BackwardTimer", "BackwardTimes", "NodeRows"]
@@ -94,14 +95,11 @@ class BackwardTimer:
         self.rows = rows
         self.device = device
         self.on_done = on_done
-        self._cuda = device.type == "cuda"
+        self.clock = clock_for(device)
         self._row_of: list[str] = []  # per hooked node
-        self._start_ns: list[int] = []
-        self._end_ns: list[int] = []
-        self._start_events: list[torch.cuda.Event] = []
-        self._end_events: list[torch.cuda.Event] = []
-        self._started: list[bool] = []
-        self._ended: list[bool] = []
+        # A node's stamps; None until its pre-hook (its hook) ran.
+        self._starts: list[Stamp | None] = []
+        self._ends: list[Stamp | None] = []
         self._first: int | None = None  # the node whose pre-hook ran first
         self._last: int | None = None  # the node whose hook ran last
         self._handles: list[RemovableHandle] = []
@@ -148,10 +146,11 @@ class BackwardTimer:
         if not planned:
             self.mismatch = "no node of the forward is known from the counted step"
             return 0
+        self.clock.reserve(2 * len(planned))
         try:
             for index, (node, row) in enumerate(planned):
                 self._add_slot(row)
-                pre, post = self._cuda_hooks(index) if self._cuda else self._cpu_hooks(index)
+                pre, post = self._hooks(index)
                 self._handles.append(node.register_prehook(pre))
                 self._handles.append(node.register_hook(post))
         except BaseException:
@@ -164,14 +163,8 @@ class BackwardTimer:
 
     def _add_slot(self, row: str) -> None:
         self._row_of.append(row)
-        self._started.append(False)
-        self._ended.append(False)
-        if self._cuda:
-            self._start_events.append(torch.cuda.Event(enable_timing=True))  # type: ignore[no-untyped-call]
-            self._end_events.append(torch.cuda.Event(enable_timing=True))  # type: ignore[no-untyped-call]
-        else:
-            self._start_ns.append(0)
-            self._end_ns.append(0)
+        self._starts.append(None)
+        self._ends.append(None)
 
     def _queue_end(self) -> None:
         with self._lock:
@@ -185,40 +178,19 @@ class BackwardTimer:
         if self.on_done is not None:
             self.on_done()
 
-    def _cpu_hooks(self, index: int) -> tuple[Callable[..., None], Callable[..., None]]:
-        start_ns, end_ns, started, ended = self._start_ns, self._end_ns, self._started, self._ended
-        clock = time.perf_counter_ns
+    def _hooks(self, index: int) -> tuple[Callable[..., None], Callable[..., None]]:
+        starts, ends = self._starts, self._ends
+        stamp = self.clock.stamp
 
         def pre(_grad_outputs: Any) -> None:
             if not self._queued:
                 self._queue_end()
             if self._first is None:
                 self._first = index
-            started[index] = True
-            start_ns[index] = clock()  # last, so that the bookkeeping is not in the node's time
+            starts[index] = stamp()  # last, so that the bookkeeping is not in the node's time
 
         def post(_grad_inputs: Any, _grad_outputs: Any) -> None:
-            end_ns[index] = clock()  # first, for the same reason
-            ended[index] = True
-            self._last = index
-
-        return pre, post
-
-    def _cuda_hooks(self, index: int) -> tuple[Callable[..., None], Callable[..., None]]:
-        start, end = self._start_events[index], self._end_events[index]
-        started, ended = self._started, self._ended
-
-        def pre(_grad_outputs: Any) -> None:
-            if not self._queued:
-                self._queue_end()
-            if self._first is None:
-                self._first = index
-            started[index] = True
-            start.record()
-
-        def post(_grad_inputs: Any, _grad_outputs: Any) -> None:
-            end.record()
-            ended[index] = True
+            ends[index] = stamp()  # first, for the same reason
             self._last = index
 
         return pre, post
@@ -226,31 +198,22 @@ class BackwardTimer:
     # -- results -------------------------------------------------------------------------------------
     def read(self) -> BackwardTimes:
         """The times of the nodes that ran (on CUDA after one synchronize); call it once :attr:`done`."""
-        ran = [s and e for s, e in zip(self._started, self._ended, strict=True)]
-        durations: list[float | None]
-        span_ms: float | None = None
-        first, last = self._first, self._last
-        if self._cuda:
-            if any(ran):
-                torch.cuda.synchronize(self.device)
-            durations = [
-                float(start.elapsed_time(end)) if did else None
-                for start, end, did in zip(self._start_events, self._end_events, ran, strict=True)
-            ]
-            if first is not None and last is not None:
-                span_ms = float(self._start_events[first].elapsed_time(self._end_events[last]))
-        else:
-            durations = [
-                (end - start) / 1e6 if did else None
-                for start, end, did in zip(self._start_ns, self._end_ns, ran, strict=True)
-            ]
-            if first is not None and last is not None:
-                span_ms = (self._end_ns[last] - self._start_ns[first]) / 1e6
+        clock = self.clock
+        stamps = list(zip(self._starts, self._ends, strict=True))
+        if any(start is not None and end is not None for start, end in stamps):
+            clock.synchronize()
         rows: dict[str, float] = {}
-        for row, duration in zip(self._row_of, durations, strict=True):
-            if duration is not None:
-                rows[row] = rows.get(row, 0.0) + duration
-        return BackwardTimes(rows_ms=MappingProxyType(rows), span_ms=span_ms, nodes=sum(ran))
+        nodes = 0
+        for row, (start, end) in zip(self._row_of, stamps, strict=True):
+            if start is not None and end is not None:
+                rows[row] = rows.get(row, 0.0) + clock.elapsed_ms(start, end)
+                nodes += 1
+        span_ms: float | None = None
+        if self._first is not None and self._last is not None:
+            first, last = self._starts[self._first], self._ends[self._last]
+            if first is not None and last is not None:
+                span_ms = clock.elapsed_ms(first, last)
+        return BackwardTimes(rows_ms=MappingProxyType(rows), span_ms=span_ms, nodes=nodes)
 
     @property
     def hooked(self) -> int:
