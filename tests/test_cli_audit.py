@@ -470,15 +470,6 @@ def test_min_roofline_efficiency_needs_time(models_file: Path, capsys: pytest.Ca
     assert_one_line_error(code, err, "needs --time")
 
 
-def _profile_available() -> bool:
-    try:
-        from layerprof import profile  # noqa: F401
-    except ImportError:
-        return False
-    return True
-
-
-@pytest.mark.skipif(not _profile_available(), reason="layerprof.profile is not written yet")
 def test_time_measures_on_this_machine(
     models_file: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:

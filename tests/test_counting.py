@@ -19,6 +19,7 @@ from torch._ops import OpOverload
 from torch.utils._python_dispatch import TorchDispatchMode
 
 import layerprof
+from conftest import restored_torch_flags
 from layerprof import LayerRow, Report
 from layerprof.formulas import FORMULAS, WRITE_ONLY_DESTINATION, is_free
 from models import Attention, ConvBnReluNet, MatMul, ResidualNet, Single, op_model
@@ -619,8 +620,7 @@ def test_backward_matrix_flops_match_flop_counter_on_resnet18() -> None:
 def test_tf32_follows_torchs_switch_for_each_kind_of_matrix_work() -> None:
     # cuDNN's switch (on by default) governs convolutions, cuBLAS's (off by default) GEMMs.
     a100 = layerprof.get_device("a100-40gb")
-    saved = (torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32)
-    try:
+    with restored_torch_flags():
         torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = True, False
         model = nn.Sequential(
             nn.Conv2d(64, 64, 3, bias=False), nn.Flatten(), nn.Linear(64 * 6 * 6, 4096, bias=False)
@@ -633,8 +633,6 @@ def test_tf32_follows_torchs_switch_for_each_kind_of_matrix_work() -> None:
         memory_linear = linear.bytes_total / a100.memory_bandwidth_bytes_per_s
         assert conv.roofline_time_ms == pytest.approx(max(conv_s, memory_conv) * 1e3)
         assert linear.roofline_time_ms == pytest.approx(max(linear_s, memory_linear) * 1e3)
-    finally:
-        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = saved
 
 
 def test_float64_rows_are_priced_at_a_float64_peak() -> None:

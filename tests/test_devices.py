@@ -40,27 +40,26 @@ def _spec(**overrides: object) -> DeviceSpec:
 # --- every table entry ------------------------------------------------------------------------
 
 
+# DeviceSpec refuses non-positive or non-finite figures, a missing float32 peak, an unknown kind and a
+# matrix peak below the vector peak of the same dtype (tested below): the table is not re-checked for them.
 @pytest.mark.parametrize("spec", ALL_DEVICES, ids=lambda spec: spec.name)
-def test_figures_are_positive_and_finite(spec: DeviceSpec) -> None:
-    figures = [
-        spec.memory_bandwidth_bytes_per_s,
-        *spec.matrix_peak_flops_per_s.values(),
-        *spec.vector_peak_flops_per_s.values(),
-    ]
-    assert all(math.isfinite(value) and value > 0 for value in figures)
-    assert "float32" in spec.matrix_peak_flops_per_s
-    assert "float32" in spec.vector_peak_flops_per_s
-    assert spec.kind in ("gpu", "cpu")
-    assert spec.full_name
+def test_table_entries_are_named_and_not_measured(spec: DeviceSpec) -> None:
+    assert spec.full_name and spec.full_name != spec.name
     assert spec.name == spec.name.lower()
     assert not spec.measured
 
 
 @pytest.mark.parametrize("spec", ALL_DEVICES, ids=lambda spec: spec.name)
-def test_matrix_peak_at_least_vector_peak(spec: DeviceSpec) -> None:
-    for dtype, vector_peak in spec.vector_peak_flops_per_s.items():
-        if dtype in spec.matrix_peak_flops_per_s:
-            assert spec.matrix_peak_flops_per_s[dtype] >= vector_peak, dtype
+def test_matrix_peak_at_least_vector_peak_after_fallbacks(spec: DeviceSpec) -> None:
+    # DeviceSpec only compares dtypes both tables list; a dtype missing from one falls back to that
+    # table's float32 figure, which must still leave the matrix roof on or above the vector roof.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", PeakFallbackWarning)
+        for dtype in ("float32", "tf32", "float16", "bfloat16", "int8", "float8", "float64"):
+            for allow_tf32 in (False, True):
+                matrix = spec.peak_flops_per_s(dtype, "matrix", allow_tf32=allow_tf32)
+                vector = spec.peak_flops_per_s(dtype, "vector", allow_tf32=allow_tf32)
+                assert matrix >= vector, (dtype, allow_tf32)
 
 
 @pytest.mark.parametrize("spec", ALL_DEVICES, ids=lambda spec: spec.name)

@@ -108,15 +108,12 @@ def test_table_options_and_write(report: Report, tmp_path: Path) -> None:
 
 
 def test_timed_report_shows_times() -> None:
-    profile = getattr(layerprof, "profile", None)
-    if profile is None:
-        pytest.skip("layerprof.profile is not written yet")
     from dataclasses import replace
 
     import torch
 
     local = replace(layerprof.get_device("gtx1080"), name="this-cpu", aliases=(), measured=True)
-    timed = profile(
+    timed = layerprof.profile(
         nn.Sequential(nn.Conv2d(3, 4, 3)), torch.randn(1, 3, 16, 16), target=[local, "t4"], warmup=1, repeat=3
     )
     page = render_html(timed, plot=False)

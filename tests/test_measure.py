@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from conftest import torch_flags
 from layerprof.errors import InvalidArgumentError
 from layerprof.hardware import ceilings, measure
 from layerprof.hardware.ceilings import Ceilings
@@ -132,9 +133,9 @@ def test_cuda_without_cuda_is_refused() -> None:
 @needs_cuda
 @pytest.mark.cuda
 def test_quick_cuda_measurement(tmp_path: Path) -> None:
-    saved = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32)
+    saved = torch_flags()
     spec = measure_device("cuda", quick=True, cache_dir=tmp_path)
-    assert (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32) == saved  # restored
+    assert torch_flags() == saved  # TF32, cuDNN benchmark and every other switch restored
     assert spec.kind == "gpu"
     assert spec.name.endswith("(measured)") or spec.name.startswith("local-")
     _assert_valid_measured(spec)

@@ -12,30 +12,8 @@ import torchvision
 from torch import nn
 
 import layerprof
+from conftest import hook_counts, torch_flags
 from models import ConvBnReluNet, RaisingNet
-
-HOOK_DICTS = (
-    "_forward_hooks",
-    "_forward_hooks_with_kwargs",
-    "_forward_hooks_always_called",
-    "_forward_pre_hooks",
-    "_forward_pre_hooks_with_kwargs",
-    "_backward_hooks",
-    "_backward_pre_hooks",
-    "_state_dict_hooks",
-    "_state_dict_pre_hooks",
-    "_load_state_dict_pre_hooks",
-    "_load_state_dict_post_hooks",
-)
-
-
-def hook_counts(model: nn.Module) -> dict[str, int]:
-    return {
-        f"{name or '(root)'}.{hooks}": len(getattr(module, hooks))
-        for name, module in model.named_modules()
-        for hooks in HOOK_DICTS
-        if len(getattr(module, hooks, {}))
-    }
 
 
 def snapshot(model: nn.Module) -> dict[str, Any]:
@@ -86,13 +64,14 @@ def test_outputs_bit_identical_and_nothing_changed(use_input_size: bool) -> None
         assert torch.equal(model(x), expected)
 
 
-def test_user_hooks_are_kept_and_not_called() -> None:
+def test_a_user_hook_stays_registered_and_runs_once_in_the_counted_forward() -> None:
     model = ConvBnReluNet().eval()
     calls: list[str] = []
     handle = model.conv.register_forward_hook(lambda m, i, o: calls.append("conv"))
     try:
         layerprof.analyze(model, input_size=(1, 3, 8, 8))
         assert hook_counts(model) == {"conv._forward_hooks": 1}
+        assert calls == ["conv"]  # the counted forward is the model's own, user hooks included
     finally:
         handle.remove()
 
@@ -125,14 +104,18 @@ def test_no_hooks_left_after_a_forward_that_raises() -> None:
     assert_same(before, snapshot(model))
 
 
-def test_grad_mode_is_restored() -> None:
+def test_grad_mode_and_torchs_other_switches_are_restored() -> None:
     model = ConvBnReluNet().eval()
     assert torch.is_grad_enabled()
+    before = torch_flags()
     layerprof.analyze(model, torch.randn(1, 3, 8, 8))
     assert torch.is_grad_enabled()
+    layerprof.profile(model, torch.randn(1, 3, 8, 8), target=None, warmup=1, repeat=2)
+    assert torch_flags() == before
     with pytest.raises(layerprof.ForwardError):
         layerprof.analyze(RaisingNet(), torch.randn(2, 8))
     assert torch.is_grad_enabled()
+    assert torch_flags() == before
 
 
 def test_the_report_keeps_no_tensor_alive() -> None:

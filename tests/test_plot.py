@@ -12,6 +12,7 @@ import pytest
 import torch
 
 import layerprof
+from conftest import restored_torch_flags
 from layerprof.errors import InvalidArgumentError
 from layerprof.report import plot, plot_layout
 from layerprof.report.facade import Report
@@ -138,9 +139,7 @@ def test_ceilings_follow_the_dtype_and_tf32() -> None:
     assert t4.matrix_peak_flops_per_s == 65e12 and t4.vector_peak_flops_per_s == 16.2e12
     assert t4.matrix_ridge_point == pytest.approx(65e12 / 320e9)  # 203.125 FLOP/B
     h100 = layerprof.get_device("h100-sxm")
-    # torch's switches are module attributes served by __getattr__: save and restore them by hand.
-    saved = (torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32)
-    try:
+    with restored_torch_flags():
         torch.backends.cudnn.allow_tf32 = True
         assert plot_layout.ceilings_of(h100, "float32").matrix_dtype == "tf32"
         assert plot_layout.ceilings_of(h100, "float32").matrix_peak_flops_per_s == 494.5e12
@@ -148,8 +147,6 @@ def test_ceilings_follow_the_dtype_and_tf32() -> None:
         torch.backends.cuda.matmul.allow_tf32 = False
         assert plot_layout.ceilings_of(h100, "float32").matrix_dtype == "float32"
         assert plot_layout.ceilings_of(h100, "float32").matrix_peak_flops_per_s == 67e12
-    finally:
-        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = saved
     xeon = plot_layout.ceilings_of(layerprof.get_device("xeon-e5345"), "float16")
     assert xeon.fallback and xeon.matrix_peak_flops_per_s == 75e9
 
@@ -194,10 +191,7 @@ def test_the_matrix_roof_follows_the_switch_of_the_rows_matrix_work() -> None:
     # cuDNN's TF32 switch on, cuBLAS's off (torch's defaults): conv work gets the TF32 roof, GEMM
     # work (a ViT) the float32 one, as the verdicts price them.
     h100 = layerprof.get_device("h100-sxm")
-    saved = (torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32)
-    try:
+    with restored_torch_flags():
         torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = True, False
         assert plot_layout.ceilings_of(h100, "float32", "conv").matrix_peak_flops_per_s == 494.5e12
         assert plot_layout.ceilings_of(h100, "float32", "matmul").matrix_peak_flops_per_s == 67e12
-    finally:
-        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = saved

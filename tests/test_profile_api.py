@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 import layerprof
+from conftest import assert_no_hooks, hooks_on
 from layerprof import (
     DeviceMismatchError,
     InvalidArgumentError,
@@ -39,25 +40,6 @@ def one_thread() -> Iterator[None]:
         yield
     finally:
         torch.set_num_threads(threads)
-
-
-def hook_count(model: nn.Module) -> int:
-    """Forward hooks and pre-hooks on every module (the *_with_kwargs dicts only flag some of them)."""
-    return sum(len(m._forward_hooks) + len(m._forward_pre_hooks) for m in model.modules())
-
-
-def assert_no_hooks(model: nn.Module) -> None:
-    for name, module in model.named_modules():
-        for hooks in (
-            "_forward_hooks",
-            "_forward_pre_hooks",
-            "_forward_hooks_with_kwargs",
-            "_forward_pre_hooks_with_kwargs",
-            "_forward_hooks_always_called",
-            "_backward_hooks",
-            "_backward_pre_hooks",
-        ):
-            assert not getattr(module, hooks), (name, hooks)
 
 
 def assert_same_state(model: nn.Module, before: dict[str, torch.Tensor]) -> None:
@@ -179,7 +161,7 @@ def test_profiler_leaves_the_model_alone_and_times_the_block() -> None:
     reference = copy.deepcopy(model)
     x = torch.randn(2, 3, 32, 32)
     with torch.no_grad(), Profiler(model, target="gtx1080") as prof:
-        assert hook_count(model) == 2 * len(list(model.modules())) + 1  # two per module + the inputs' hook
+        assert hooks_on(model) == 2 * len(list(model.modules())) + 1  # two per module + the inputs' hook
         outputs = [model(x) for _ in range(3)]
     assert_no_hooks(model)
     with torch.no_grad():

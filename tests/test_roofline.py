@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import pytest
 import torch
@@ -225,19 +225,13 @@ def test_verdict_refuses_bad_counts(gtx: DeviceSpec, kwargs: dict[str, float], f
 # --- TF32 ---------------------------------------------------------------------------------------
 
 
-# torch's flag objects answer through __getattr__, which monkeypatch cannot undo; save and restore by hand.
 @pytest.fixture
-def tf32_flags() -> Iterator[Callable[..., None]]:
-    saved = (torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32)
-
+def tf32_flags(torch_flags_restored: object) -> Callable[..., None]:
     def set_flags(*, conv: bool, matmul: bool) -> None:
         torch.backends.cudnn.allow_tf32 = conv
         torch.backends.cuda.matmul.allow_tf32 = matmul
 
-    try:
-        yield set_flags
-    finally:
-        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = saved
+    return set_flags
 
 
 def test_allow_tf32_follows_torch_flags(tf32_flags: Callable[..., None]) -> None:

@@ -79,7 +79,10 @@ def test_depth_1_rows(report: Report) -> None:
     assert res.kind == "ResidualBlock"
     assert res.flops == sum(r.flops for r in report.layers if r.name.startswith(("res.", "res/")))
     assert res.intensity == res.flops / (res.bytes_read + res.bytes_written)
-    assert res.bound in ("compute", "memory")
+    # Judged on its sums, not its first member: res.conv1 alone is compute-bound (70 FLOP/B), the block
+    # as a whole (19 FLOP/B) is under the GTX 1080's ridge, 8.8e12 / 320e9 = 27.5 FLOP/B.
+    assert res.intensity < 8.8e12 / 320e9
+    assert res.bound == "memory"
 
 
 def test_depth_0_is_one_row(report: Report) -> None:

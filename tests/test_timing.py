@@ -14,6 +14,7 @@ import pytest
 import torch
 from torch import nn
 
+from conftest import hooks_on
 from layerprof import analyze, demo_model, get_device
 from layerprof.core.records import LayerRow
 from layerprof.errors import InvalidArgumentError
@@ -58,13 +59,6 @@ class Broken(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.bad(self.ok(x))  # type: ignore[no-any-return]
-
-
-def hooks_left(model: nn.Module) -> int:
-    return sum(
-        len(m._forward_hooks) + len(m._forward_pre_hooks) + len(m._forward_hooks_with_kwargs)
-        for m in model.modules()
-    )
 
 
 # -- folding records into per-forward times ---------------------------------------------------------
@@ -113,11 +107,11 @@ def test_timer_hooks_count_calls_and_are_removed() -> None:
     assert timer.names == (ROOT_NAME, "a", "b", "b.c")
     x = torch.randn(4, 4)
     with timer:
-        assert hooks_left(model) == 2 * 4  # one pre-hook and one hook per module
+        assert hooks_on(model) == 2 * 4  # one pre-hook and one hook per module
         for _ in range(3):
             model(x)
         model.b(x)  # a call outside a forward of the root is not a sample
-    assert hooks_left(model) == 0
+    assert hooks_on(model) == 0
     timer.flush()
     timings = timer.timings()
     assert timings.forwards == 3
@@ -138,7 +132,7 @@ def test_timer_removes_its_hooks_when_the_forward_raises() -> None:
     timer = LayerTimer(model)
     with pytest.raises(RuntimeError), timer:
         model(torch.randn(2, 5))
-    assert hooks_left(model) == 0
+    assert hooks_on(model) == 0
     assert timer.running_layer() == "bad"
     timer.flush()
     assert timer.timings().forwards == 0
@@ -154,7 +148,7 @@ def test_measure_interleaves_plain_and_hooked_forwards() -> None:
     assert result.timings.forwards == 3  # the 2 warm-up forwards are discarded
     assert len(result.end_to_end_ms) == 3
     assert all(t > 0 for t in result.end_to_end_ms)
-    assert hooks_left(plain) == 0 and hooks_left(model) == 0
+    assert hooks_on(plain) == 0 and hooks_on(model) == 0
 
 
 @pytest.mark.parametrize(
@@ -329,7 +323,7 @@ def test_range_hooks_nest_under_the_cpu_profiler() -> None:
             model(torch.randn(1, 3, 32, 32))
         finally:
             ranges.close()
-    assert hooks_left(model) == 0
+    assert hooks_on(model) == 0
 
     def innermost_range(event: object) -> str | None:
         parent = getattr(event, "cpu_parent", None)
@@ -353,4 +347,4 @@ def test_range_hooks_close_open_ranges_after_a_failed_forward() -> None:
         with pytest.raises(RuntimeError):
             model(torch.randn(2, 5))
         ranges.close()
-    assert hooks_left(model) == 0
+    assert hooks_on(model) == 0

@@ -21,6 +21,7 @@ from torch import nn
 from torch.utils._python_dispatch import _get_current_dispatch_mode_stack
 
 import layerprof
+from conftest import hooks_on
 from layerprof.api.watch import Watcher
 from layerprof.errors import InvalidArgumentError, InvalidModelError
 from layerprof.report.facade import Report
@@ -62,12 +63,6 @@ def train(model: nn.Module, optimizer_steps: int, *, accumulate: int = 1, seed: 
             (F.cross_entropy(model(x), y) / accumulate).backward()
         optimizer.step()
         optimizer.zero_grad()
-
-
-def hooks_on(model: nn.Module) -> int:
-    """Module hooks of every kind on ``model`` and its submodules."""
-    kinds = ("_forward_pre_hooks", "_forward_hooks", "_backward_hooks", "_backward_pre_hooks")
-    return sum(len(getattr(module, kind)) for module in model.modules() for kind in kinds)
 
 
 def collect(model: nn.Module, every: int, **kwargs: object) -> tuple[Watcher, list[Report]]:
