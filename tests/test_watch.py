@@ -22,7 +22,7 @@ from torch.utils._python_dispatch import _get_current_dispatch_mode_stack
 
 import layerprof
 from conftest import hooks_on
-from layerprof.api.watch import Watcher
+from layerprof.api.watcher import Watcher
 from layerprof.errors import InvalidArgumentError, InvalidModelError
 from layerprof.report.facade import Report
 

@@ -16,11 +16,11 @@ from layerprof.version import __version__
 
 # public name -> the module that defines it
 _EXPORTS: dict[str, str] = {
-    "analyze": "layerprof.api.profiler",
-    "profile": "layerprof.api.profiler",
+    "analyze": "layerprof.api.analyzing",
+    "profile": "layerprof.api.profiling",
     "Profiler": "layerprof.api.profiler",
     "watch": "layerprof.api.watch",
-    "Watcher": "layerprof.api.watch",
+    "Watcher": "layerprof.api.watcher",
     "Report": "layerprof.report.facade",
     "RankTimes": "layerprof.report.facade",
     "AllreduceTime": "layerprof.report.facade",
@@ -118,8 +118,11 @@ if TYPE_CHECKING:
     from layerprof.analysis.budgets import BudgetResult, Budgets, assert_within
     from layerprof.analysis.scaling import ScalingPrediction, predict_scaling
     from layerprof.analysis.whatif import ConvCost, conv_cost
-    from layerprof.api.profiler import Profiler, analyze, profile
-    from layerprof.api.watch import Watcher, watch
+    from layerprof.api.analyzing import analyze
+    from layerprof.api.profiler import Profiler
+    from layerprof.api.profiling import profile
+    from layerprof.api.watch import watch
+    from layerprof.api.watcher import Watcher
     from layerprof.core.records import LayerRow, Verdict
     from layerprof.distributed.gather import GatherError, RankGather
     from layerprof.errors import (

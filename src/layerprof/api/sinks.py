@@ -30,7 +30,7 @@ __all__ = ["JsonLinesSink", "ReportSink", "SinkArg", "log_table", "print_table",
 
 logger = logging.getLogger("layerprof.api.watch")
 
-#: What a :class:`~layerprof.api.watch.Watcher` hands each sample to: the report and the index of the
+#: What a :class:`~layerprof.api.watcher.Watcher` hands each sample to: the report and the index of the
 #: sampled forward.
 ReportSink = Callable[["Report", int], object]
 
@@ -76,7 +76,7 @@ class _ReportOnly:
 
 
 def resolve_sink(sink: SinkArg) -> ReportSink:
-    """The function a :class:`~layerprof.api.watch.Watcher` calls, for a ``sink`` argument."""
+    """The function a :class:`~layerprof.api.watcher.Watcher` calls, for a ``sink`` argument."""
     if sink is None:
         return log_table
     if sink is builtins.print:

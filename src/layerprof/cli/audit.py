@@ -258,12 +258,12 @@ def _report(
     if loaded.kind != "exported":
         loaded.model.eval()
     if not args.time:
-        from layerprof.api.profiler import analyze
+        from layerprof.api.analyzing import analyze
 
         return analyze(loaded.model, input_size=size_arg, dtype=dtype, target=list(targets))
     import torch
 
-    from layerprof.api.profiler import profile  # the timing path is imported only when asked for
+    from layerprof.api.profiling import profile  # the timing path is imported only when asked for
 
     where = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     torch_dtype: torch.dtype = parse_dtype(dtype)

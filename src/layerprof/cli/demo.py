@@ -9,7 +9,8 @@ from typing import Any
 
 import torch
 
-from layerprof.api.profiler import analyze, profile
+from layerprof.api.analyzing import analyze
+from layerprof.api.profiling import profile
 from layerprof.errors import InvalidArgumentError
 from layerprof.models.demonet import DEMO_INPUT_SIZE, demo_model
 

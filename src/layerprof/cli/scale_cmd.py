@@ -100,7 +100,7 @@ def _batch(text: str | None) -> int | None:
 
 def run(args: argparse.Namespace) -> int:
     from layerprof.analysis.scaling import predict_scaling
-    from layerprof.api.profiler import analyze
+    from layerprof.api.analyzing import analyze
 
     # Everything that can be refused is refused before the model is built.
     gpus = _gpus(args.gpus)

@@ -31,7 +31,8 @@ except ImportError as error:  # pragma: no cover - exercised by hiding lightning
         "layerprof.integrations.lightning needs Lightning, which is not installed: pip install lightning"
     ) from error
 
-from layerprof.api.watch import Watcher, watch
+from layerprof.api.watch import watch
+from layerprof.api.watcher import Watcher
 from layerprof.core.validate import positive_int
 from layerprof.hardware.targets import TargetArg
 from layerprof.report.facade import Report

@@ -136,7 +136,7 @@ def layerprof_audit(request: pytest.FixtureRequest) -> LayerprofAudit:
         target: str | DeviceSpec | Sequence[str | DeviceSpec] | None = None,
         name: str | None = None,
     ) -> Report:
-        from layerprof.api.profiler import analyze
+        from layerprof.api.analyzing import analyze
 
         chosen = target if target is not None else default
         report = analyze(model, inputs, input_size=input_size, dtype=dtype, target=chosen)

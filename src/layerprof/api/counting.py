@@ -1,0 +1,116 @@
+"""Counting on a twin of the model, shared by analyze, profile and Profiler: the model is never touched."""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import torch
+from torch import nn
+
+from layerprof.core.records import LayerRow
+from layerprof.errors import ForwardError, InvalidArgumentError, InvalidModelError, LayerprofError
+from layerprof.walk.collect import Collector, OpCounter
+from layerprof.walk.twin import make_twin
+
+__all__ = ["InputPair", "check_model", "count", "count_with_fallback", "warn_unsupported"]
+
+# Named, not __name__: the name these messages had before counting moved out of profiler.py.
+logger = logging.getLogger("layerprof.api.profiler")
+
+
+def check_model(model: object) -> nn.Module:
+    if not isinstance(model, nn.Module):
+        raise InvalidModelError(f"model must be a torch.nn.Module, got {type(model).__name__}: {model!r:.80}")
+    return model
+
+
+def count(
+    model: nn.Module,
+    args: tuple[Any, ...],
+    kwargs: Mapping[str, Any],
+    *,
+    to_meta_device: bool,
+    dtype: torch.dtype | None = None,
+    backward: bool = False,
+) -> tuple[list[LayerRow], dict[str, int], dict[str, str]]:
+    """Run one forward of a twin of ``model`` under the counter; the user's model is never touched.
+
+    With ``backward`` (meta only, so no gradient reaches the user's parameters) the forward runs
+    with autograd on and is followed by the backward of the sum of its floating outputs: the rows
+    of a training step, backward rows charged to the layers whose forward made them.
+    """
+    if backward and not to_meta_device:
+        raise InvalidArgumentError("backward counting runs on the meta device only")
+    twin = make_twin(model, to_meta=to_meta_device, dtype=dtype)
+    collector = Collector(twin, track_backward=backward)
+    collector.attach()
+    try:
+        with torch.set_grad_enabled(backward), OpCounter(collector, fast_meta=to_meta_device):
+            output = twin(*args, **kwargs)
+            if backward:
+                _training_loss(output).backward()  # type: ignore[no-untyped-call]
+    except LayerprofError:
+        raise  # a bad argument found on the way (no output needs a gradient): not a failed forward
+    except Exception as error:
+        layer = collector.running_layer or "(before the first layer)"
+        raise ForwardError(
+            f"the forward of {type(model).__name__} failed in layer {layer}: {type(error).__name__}: {error}",
+            layer,
+        ) from error
+    finally:
+        collector.close()
+        collector.release_graph()
+    return collector.rows(), dict(collector.unsupported), collector.module_kinds()
+
+
+def _training_loss(output: Any) -> torch.Tensor:
+    """A scalar standing in for the loss: the sum of every floating output that needs a gradient."""
+    tensors = [t for t in _flat_tensors(output) if t.is_floating_point() and t.requires_grad]
+    if not tensors:
+        raise InvalidArgumentError(
+            "backward=True needs an output that requires grad; no parameter of the model requires grad"
+        )
+    total = tensors[0].float().sum()
+    for tensor in tensors[1:]:
+        total = total + tensor.float().sum()
+    return total
+
+
+def _flat_tensors(value: Any) -> list[torch.Tensor]:
+    if isinstance(value, torch.Tensor):
+        return [value]
+    if isinstance(value, Mapping):
+        return [t for v in value.values() for t in _flat_tensors(v)]
+    if isinstance(value, (list, tuple)):
+        return [t for v in value for t in _flat_tensors(v)]
+    return []
+
+
+def warn_unsupported(unsupported: Mapping[str, int]) -> None:
+    if unsupported:
+        listed = ", ".join(f"{op} x{n}" for op, n in sorted(unsupported.items()))
+        warnings.warn(
+            f"layerprof has no FLOP formula for {listed}: their bytes are counted, their FLOPs are 0 "
+            "(see report.unsupported)",
+            stacklevel=3,
+        )
+
+
+InputPair = tuple[tuple[Any, ...], dict[str, Any]]
+
+
+def count_with_fallback(
+    model: nn.Module, meta_inputs: InputPair, real_inputs: Callable[[], InputPair]
+) -> tuple[list[LayerRow], dict[str, int], dict[str, str]]:
+    """Count on a meta twin; when that forward raises (a model that needs values, such as ``.item()``),
+    count once more on a real twin with ``real_inputs()``."""
+    args, kwargs = meta_inputs
+    try:
+        return count(model, args, kwargs, to_meta_device=True)
+    except ForwardError as error:
+        logger.info("counting on the meta device failed (%s); counting on real inputs instead", error)
+    args, kwargs = real_inputs()
+    return count(model, args, kwargs, to_meta_device=False)

@@ -1,0 +1,150 @@
+"""``layerprof.profile``: count untimed on a twin, then time every layer over warmup and repeat rounds."""
+
+from __future__ import annotations
+
+import contextlib
+import statistics
+from collections.abc import Mapping, Sequence
+from typing import Any, Protocol
+
+import torch
+from torch import nn
+
+from layerprof.api.counting import check_model, count_with_fallback, warn_unsupported
+from layerprof.core import rownames
+from layerprof.core.records import LayerRow
+from layerprof.distributed.gather import default_gather
+from layerprof.errors import ForwardError, InvalidArgumentError
+from layerprof.hardware.targets import TargetArg, resolve_targets
+from layerprof.report.assemble import build_report, local_targets
+from layerprof.report.facade import Report
+from layerprof.timing.kernels import kernel_times
+from layerprof.timing.layers import LayerTimer, check_counts, measure
+from layerprof.timing.rows import timed_rows
+from layerprof.walk.collect import ROOT_NAME
+from layerprof.walk.inputs import Inputs, check_devices, describe, model_device, split_inputs, to_meta
+from layerprof.walk.twin import make_twin
+
+__all__ = ["ReportGather", "profile"]
+
+
+def _run_device(model: nn.Module, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> torch.device:
+    where = model_device(model)
+    if where is not None:
+        return where
+    for value in (*args, *kwargs.values()):
+        if isinstance(value, torch.Tensor):
+            return value.device
+    return torch.device("cpu")
+
+
+def _on(device: torch.device) -> contextlib.AbstractContextManager[Any]:
+    return torch.cuda.device(device) if device.type == "cuda" else contextlib.nullcontext()
+
+
+def _module_calls(rows: Sequence[LayerRow]) -> int:
+    # Extra calls of shared modules, beyond one call per module, from the counting pass.
+    return sum(max(0, row.calls - 1) for row in rows if not rownames.is_glue(row.name))
+
+
+class ReportGather(Protocol):
+    """What :func:`profile` asks of a ``gather`` helper (:class:`layerprof.RankGather` is one)."""
+
+    def finish(self, report: Report, step: int) -> Report: ...
+
+
+def profile(
+    model: nn.Module,
+    inputs: Inputs,
+    *,
+    target: TargetArg = "auto",
+    warmup: int = 5,
+    repeat: int = 20,
+    kernel_time: bool = False,
+    gather: ReportGather | bool | None = None,
+) -> Report:
+    """Count FLOPs and bytes per layer, then time every layer on this machine (the model's device).
+
+    * Counting runs untimed, on a meta twin fed inputs of the same shapes and dtypes (on a real twin
+      and the real inputs when the model needs values, e.g. ``.item()``).
+    * Timing runs ``warmup`` rounds, then ``repeat`` rounds, under ``torch.no_grad()``. A round is one
+      forward of a twin without any hook (timed whole: the end-to-end time) and one forward of a twin
+      that carries the timing hooks (:mod:`layerprof.timing.layers`: clocks on the CPU, CUDA events on a GPU).
+      The twins share the model's parameters and own copies of its buffers, so the model gets no hooks
+      and its running statistics do not move.
+    * A row's ``time_ms`` is the median over the rounds, ``time_iqr_ms`` its interquartile range. A
+      leaf module's row gets its module's time (all calls in one forward summed); a container's glue
+      rows share its self time (its time minus its children's), split in proportion to their roofline
+      times on the first target (to their bytes without a target) when there are several.
+    * ``report.total.time_ms`` is the median end-to-end time and ``report.coverage`` the sum of the
+      row times over it: above 1 by the hooks' cost, below 1 by time spent outside every row.
+    * ``kernel_time=True`` (model on CUDA only) adds one forward under ``torch.profiler``:
+      ``report.kernel_time_ms`` maps each row to the duration of the CUDA kernels it launched.
+    * Under ``torch.distributed`` with several ranks every rank profiles its own model, and rank 0
+      returns one report of all ranks (row times the medians over the ranks, ``report.ranks`` each
+      rank's); the other ranks return their own. Every rank must call it. ``gather=False`` keeps each
+      rank's own report; a ``layerprof.RankGather(...)`` configures the gathering.
+    """
+    model = check_model(model)
+    warmup, repeat = check_counts(warmup, repeat)
+    gatherer: ReportGather | None = default_gather(gather)
+    if gatherer is not None and not callable(getattr(gatherer, "finish", None)):
+        raise InvalidArgumentError(f"gather must be a layerprof.RankGather, got {gather!r:.80}")
+    if not isinstance(kernel_time, bool):
+        raise InvalidArgumentError(f"kernel_time must be True or False, got {kernel_time!r}")
+    args, kwargs = split_inputs(inputs)
+    where = _run_device(model, args, kwargs)
+    if where.type == "meta":
+        raise InvalidArgumentError(
+            "profile times real forwards, but the model is on the meta device; use analyze"
+        )
+    check_devices(model, args, kwargs)
+    if kernel_time and where.type != "cuda":
+        raise InvalidArgumentError(
+            f"kernel_time=True times CUDA kernels, but the model runs on {where}; it needs a model on cuda"
+        )
+    targets = resolve_targets(target)
+    spec = describe(args, kwargs)
+    rows, unsupported, kinds = count_with_fallback(model, to_meta(args, kwargs), lambda: (args, kwargs))
+
+    hooked = make_twin(model, to_meta=False)
+    plain = make_twin(model, to_meta=False)
+    timer = LayerTimer(hooked, device=where, root_name=ROOT_NAME)
+    timer.reserve(2 * (len(timer.names) + _module_calls(rows)))
+    kernels: dict[str, float] | None = None
+    try:
+        with torch.no_grad(), _on(where):
+            with timer:
+                measurement = measure(
+                    lambda: hooked(*args, **kwargs),
+                    lambda: plain(*args, **kwargs),
+                    timer,
+                    warmup=warmup,
+                    repeat=repeat,
+                )
+            if kernel_time:
+                kernels = kernel_times(
+                    lambda: plain(*args, **kwargs), plain, rows, targets, device=where, root_name=ROOT_NAME
+                )
+    except Exception as error:
+        layer = timer.running_layer() or "(outside the layers)"
+        raise ForwardError(
+            f"the forward of {type(model).__name__} failed while timing, in layer {layer}: "
+            f"{type(error).__name__}: {error}",
+            layer,
+        ) from error
+    rows = timed_rows(rows, measurement.timings, targets)
+    warn_unsupported(unsupported)
+    end_to_end_ms = statistics.median(measurement.end_to_end_ms)
+    report = build_report(
+        model,
+        rows,
+        unsupported,
+        targets,
+        spec,
+        kinds,
+        total_time_ms=end_to_end_ms,
+        kernel_time_ms=kernels,
+        timed_on=local_targets(targets, where),
+    )
+    return report if gatherer is None else gatherer.finish(report, 0)
