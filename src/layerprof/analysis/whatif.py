@@ -14,7 +14,7 @@ import torch
 
 from layerprof.core.dtypes import parse_dtype
 from layerprof.core.records import intensity_of
-from layerprof.core.validate import is_positive_int, positive_int
+from layerprof.core.validate import as_int, is_positive_int, positive_int
 from layerprof.errors import InvalidArgumentError
 from layerprof.formulas import conv_flops
 from layerprof.formulas.registry import numel
@@ -34,10 +34,16 @@ class ConvCost:
 
 
 def _per_dim(name: str, value: int | Sequence[int], rank: int, minimum: int) -> tuple[int, ...]:
-    values = (value,) * rank if isinstance(value, int) else tuple(value)
-    if len(values) != rank or not all(isinstance(v, int) and v >= minimum for v in values):
+    single = as_int(value)
+    if single is not None:
+        values: tuple[int | None, ...] = (single,) * rank
+    elif isinstance(value, (tuple, list)):
+        values = tuple(as_int(v) for v in value)
+    else:
+        values = ()
+    if len(values) != rank or not all(v is not None and v >= minimum for v in values):
         raise InvalidArgumentError(f"{name} must be an int >= {minimum} or {rank} of them, got {value!r}")
-    return values
+    return tuple(v for v in values if v is not None)
 
 
 def conv_output_size(
@@ -80,7 +86,13 @@ def conv_cost(
     output_padding: int | Sequence[int] = 0,
 ) -> ConvCost:
     """FLOPs, MACs, bytes and intensity of one convolution; ``input_size`` is spatial only."""
-    rank = 1 if isinstance(input_size, int) else len(input_size)
+    rank = (
+        1
+        if as_int(input_size) is not None
+        else len(input_size)
+        if isinstance(input_size, (tuple, list))
+        else 0
+    )
     if rank not in (1, 2, 3):
         raise InvalidArgumentError(f"input_size must have 1 to 3 spatial dimensions, got {input_size!r}")
     spatial = _per_dim("input_size", input_size, rank, 1)

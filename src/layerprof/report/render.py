@@ -41,11 +41,11 @@ CONVENTION = (
 def check_options(depth: int | None, sort: str | None, top: int | None, fmt: str) -> None:
     if depth is not None:
         non_negative_int("depth", depth)
-    if sort is not None and sort not in SORT_KEYS:
+    if sort is not None and (not isinstance(sort, str) or sort not in SORT_KEYS):
         raise InvalidArgumentError(f"unknown sort key {sort!r}; use one of {', '.join(SORT_KEYS)}")
     if top is not None:
         positive_int("top", top)
-    if fmt not in tabulate_formats:
+    if not isinstance(fmt, str) or fmt not in tabulate_formats:
         raise InvalidArgumentError(
             f"unknown table format {fmt!r}; tabulate knows {', '.join(tabulate_formats)}"
         )
