@@ -285,36 +285,35 @@ def _structured() -> dict[str, Callable[[], Call]]:
             kernel_size=(2, 2, 2),
         ),
         # Adaptive 8 -> 3: windows [0, 3), [2, 6), [5, 8): 3 + 4 + 3 = 10 elements per dimension. The
-        # kernel reported is ceil(8 / 3) = 3, though the largest window is 4 wide: see
-        # test_adaptive_pooling_reports_its_largest_window.
+        # kernel reported is the largest window, 4 wide.
         "_adaptive_avg_pool2d": lambda: Call(
-            aten._adaptive_avg_pool2d.default, (t(*X), [3, 3]), vector=2 * 4 * 10 * 10, kernel_size=(3, 3)
+            aten._adaptive_avg_pool2d.default, (t(*X), [3, 3]), vector=2 * 4 * 10 * 10, kernel_size=(4, 4)
         ),
         "_adaptive_avg_pool3d": lambda: Call(
             aten._adaptive_avg_pool3d.default,
             (t(1, 2, 8, 8, 8), [3, 3, 3]),
             vector=1 * 2 * 10 * 10 * 10,
-            kernel_size=(3, 3, 3),
+            kernel_size=(4, 4, 4),
         ),
         "adaptive_max_pool1d": lambda: Call(
             aten.adaptive_max_pool1d.default,
             (t(2, 4, 8), [3]),
             vector=2 * 4 * 10 - 2 * 4 * 3,
-            kernel_size=(3,),
+            kernel_size=(4,),
         ),
         # 8 -> 3 rows (10 elements) by 8 -> 2 columns (windows [0, 4), [4, 8): 8 elements); the kernel
-        # reported is (ceil(8 / 3), ceil(8 / 2)) = (3, 4).
+        # reported is the largest window each way: (4, 4).
         "adaptive_max_pool2d": lambda: Call(
             aten.adaptive_max_pool2d.default,
             (t(*X), [3, 2]),
             vector=2 * 4 * 10 * 8 - 2 * 4 * 3 * 2,
-            kernel_size=(3, 4),
+            kernel_size=(4, 4),
         ),
         "adaptive_max_pool3d": lambda: Call(
             aten.adaptive_max_pool3d.default,
             (t(1, 2, 8, 8, 8), [3, 3, 3]),
             vector=1 * 2 * 10 * 10 * 10 - 1 * 2 * 3 * 3 * 3,
-            kernel_size=(3, 3, 3),
+            kernel_size=(4, 4, 4),
         ),
         # -- interpolation: nearest 0; 2 * taps - 1 per output element ---------------------------------
         "upsample_nearest1d": lambda: Call(aten.upsample_nearest1d.default, (t(2, 4, 8), [16]), vector=0),
@@ -856,12 +855,8 @@ def test_per_element_formulas_count_the_broadcast_output(
     assert FORMULAS[op](args, kwargs, out) == OpFlops(vector=vector)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="pooling.py reports ceil(in / out) as an adaptive pooling's kernel, which its comment calls "
-    "'the largest window'; 8 -> 3 has windows [0, 3), [2, 6), [5, 8), the largest 4 wide, not 3",
-)
 def test_adaptive_pooling_reports_its_largest_window() -> None:
+    # 8 -> 3 has windows [0, 3), [2, 6), [5, 8): the largest is 4 wide (ceil(8 / 3) = 3 would be wrong)
     x = t(*X)
     out = aten._adaptive_avg_pool2d.default(x, [3, 3])
     assert FORMULAS[aten._adaptive_avg_pool2d.default]((x, [3, 3]), {}, out).kernel_size == (4, 4)

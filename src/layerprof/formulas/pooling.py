@@ -32,14 +32,14 @@ def avg_pool_flops(outputs: int, kernel_size: Sequence[int]) -> int:
     return outputs * numel(kernel_size)
 
 
+def adaptive_windows(in_size: int, out_size: int) -> list[int]:
+    """The window lengths of adaptive pooling along one dimension: [floor(i*in/out), ceil((i+1)*in/out))."""
+    return [-((-(i + 1) * in_size) // out_size) - (i * in_size) // out_size for i in range(out_size)]
+
+
 def adaptive_window_elements(in_size: int, out_size: int) -> int:
     """Sum of the window lengths of adaptive pooling along one dimension."""
-    total = 0
-    for i in range(out_size):
-        start = (i * in_size) // out_size
-        end = -((-(i + 1) * in_size) // out_size)
-        total += end - start
-    return total
+    return sum(adaptive_windows(in_size, out_size))
 
 
 def _adaptive_elements(x: torch.Tensor, out: torch.Tensor, rank: int) -> tuple[int, tuple[int, ...]]:
@@ -50,7 +50,9 @@ def _adaptive_elements(x: torch.Tensor, out: torch.Tensor, rank: int) -> tuple[i
     for size_in, size_out in zip(in_spatial, out_spatial, strict=True):
         window_elements *= adaptive_window_elements(size_in, size_out)
     # The reported kernel is the largest window, the size a fixed pooling would need.
-    kernel = tuple(-(-i // o) if o else 0 for i, o in zip(in_spatial, out_spatial, strict=True))
+    kernel = tuple(
+        max(adaptive_windows(i, o), default=0) for i, o in zip(in_spatial, out_spatial, strict=True)
+    )
     return window_elements, kernel
 
 
