@@ -46,6 +46,19 @@ CASES: list[tuple[str, Callable[[Path], list[str]], str]] = [
     ("binary-device-file", lambda t: ["devices", "--file", _binary(t, "d.toml")], "d.toml"),
     ("nested-device-file", lambda t: ["devices", "--file", _nested(t, "d.json")], "d.json"),
     ("bad-dtype", lambda t: ["audit", "torchvision:resnet18", "--dtype", "float13"], "float13"),
+    (
+        "time-too-big",  # refused from its size, before anything is allocated
+        lambda t: [
+            "audit",
+            "torchvision:resnet18",
+            "--time",
+            "--target",
+            "t4",
+            "--input-size",
+            "10000000,3,224,224",
+        ],
+        "GiB free; time a smaller --input-size",
+    ),
 ]
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import math
 import sys
 import warnings
 from collections.abc import Sequence
@@ -267,6 +268,7 @@ def _report(
 
     where = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     torch_dtype: torch.dtype = parse_dtype(dtype)
+    _check_inputs_fit(sizes, torch_dtype, where)
     model = loaded.model.to(device=where, dtype=torch_dtype)
     inputs = tuple(torch.randn(size, device=where, dtype=torch_dtype) for size in sizes)
     return profile(
@@ -276,6 +278,33 @@ def _report(
         warmup=args.warmup,
         repeat=args.repeat,
     )
+
+
+def _available_bytes(where: Any) -> int | None:
+    """Free memory on the torch device the inputs would be allocated on (None when unknown)."""
+    import torch
+
+    if where.type == "cuda":
+        return int(torch.cuda.mem_get_info(where)[0])
+    try:
+        with open("/proc/meminfo", encoding="ascii") as meminfo:
+            for line in meminfo:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return None
+
+
+def _check_inputs_fit(sizes: Sequence[Sequence[int]], dtype: Any, where: Any) -> None:
+    """--time allocates real inputs: refuse, from their size alone, inputs this device cannot hold."""
+    needed = sum(math.prod(size) for size in sizes) * dtype.itemsize
+    available = _available_bytes(where)
+    if available is not None and needed > available:
+        raise InvalidArgumentError(
+            f"--time needs {needed / 2**30:.3g} GiB for the inputs {', '.join(map(str, sizes))} at {dtype}, "
+            f"but {where} has {available / 2**30:.3g} GiB free; time a smaller --input-size"
+        )
 
 
 def _render(report: Report, fmt: str, args: argparse.Namespace, results: Sequence[BudgetResult]) -> str:
