@@ -12,8 +12,8 @@ from layerprof.errors import InvalidArgumentError
 from layerprof.hardware import ceilings, measure
 from layerprof.hardware.ceilings import Ceilings
 from layerprof.hardware.files import load_devices
-from layerprof.hardware.kernels import tf32_matmul
 from layerprof.hardware.measure import cache_path, default_cache_dir, measure_device
+from layerprof.hardware.microbench import tf32_matmul
 from layerprof.hardware.specs import DeviceSpec
 
 needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")

@@ -1,4 +1,4 @@
-"""Running the micro-benchmarks of :mod:`layerprof.hardware.kernels` into one set of device ceilings.
+"""Running the micro-benchmarks of :mod:`layerprof.hardware.microbench` into one set of device ceilings.
 
 For each dtype asked: the matrix peak (a GEMM; on CUDA float32 once with TF32 off and once with it on),
 the vector peak (floating dtypes only), then the memory bandwidth and the launch overhead. A dtype the
@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 import torch
 
 from layerprof.errors import InvalidDeviceSpecError
-from layerprof.hardware.kernels import (
+from layerprof.hardware.microbench import (
     FMA_CHAIN_LENGTH,
     Sizes,
     copy_bytes_per_s,

@@ -17,7 +17,7 @@ CUDA kernels are timed with events created up front and read after one synchroni
 :func:`layerprof.hardware.files.load_devices` reads them too) keyed by device name and torch version.
 
 This module is the entry point and builds the spec; the benchmarks are in
-:mod:`layerprof.hardware.kernels`, running them per dtype in :mod:`layerprof.hardware.ceilings`, the
+:mod:`layerprof.hardware.microbench`, running them per dtype in :mod:`layerprof.hardware.ceilings`, the
 cache in :mod:`layerprof.hardware.cache`, naming the machine in :mod:`layerprof.hardware.identity`.
 """
 
