@@ -147,3 +147,60 @@ def test_a_damaged_payload_config_is_one_clear_error(tmp_path: Path) -> None:
 def test_a_plain_archive_still_loads(tmp_path: Path) -> None:
     loaded = load_model(str(_exported(tmp_path)))
     assert loaded.kind == "exported" and loaded.input_sizes == ((1, 3, 8, 8),)
+
+
+def _replaced(source: Path, target: Path, suffix: str, payload: bytes) -> Path:
+    """A copy of ``source`` whose entry ending in ``suffix`` holds ``payload`` instead."""
+    with zipfile.ZipFile(source) as original, zipfile.ZipFile(target, "w") as copy:
+        names = [info.filename for info in original.infolist() if info.filename.endswith(suffix)]
+        assert names, f"no entry ends in {suffix}: {original.namelist()}"
+        for info in original.infolist():
+            copy.writestr(info, payload if info.filename in names else original.read(info))
+    return target
+
+
+def _pickled_marker(marker: Path) -> bytes:
+    import io
+
+    buffer = io.BytesIO()
+    torch.save({"x": _Marker(marker)}, buffer)
+    return buffer.getvalue()
+
+
+def test_a_renamed_torch_save_file_is_refused(tmp_path: Path) -> None:
+    marker = tmp_path / "marker.txt"
+    path = tmp_path / "model.pt2"
+    torch.save({"model": _Marker(marker)}, path)  # a zip too, but a pickle inside
+    with pytest.raises(ModelLoadError, match=r"model\.pt2"):
+        load_model(str(path))
+    assert not marker.exists()
+
+
+def test_a_pickle_in_the_sample_inputs_does_not_run(tmp_path: Path) -> None:
+    # torch reads them with torch.load; layerprof forces it weights-only, so the pickle fails to load.
+    marker = tmp_path / "marker.txt"
+    entry = "data/sample_inputs/model.pt"
+    archive = _replaced(_exported(tmp_path), tmp_path / "evil.pt2", entry, _pickled_marker(marker))
+    with pytest.raises(ModelLoadError, match=r"evil\.pt2"):
+        load_model(str(archive))
+    assert not marker.exists()
+
+
+def test_a_pickled_weight_does_not_run(tmp_path: Path) -> None:
+    # A weight whose payload config says use_pickle is read with torch.load: weights-only here.
+    marker = tmp_path / "marker.txt"
+    source, target = _exported(tmp_path), tmp_path / "evil.pt2"
+    with zipfile.ZipFile(source) as original, zipfile.ZipFile(target, "w") as copy:
+        for info in original.infolist():
+            data = original.read(info)
+            if info.filename.endswith("_weights_config.json"):
+                document = json.loads(data)
+                for payload in document["config"].values():
+                    payload["use_pickle"] = True
+                data = json.dumps(document).encode()
+            elif "/data/weights/weight_" in info.filename:
+                data = _pickled_marker(marker)
+            copy.writestr(info, data)
+    with pytest.raises(ModelLoadError, match=r"evil\.pt2"):
+        load_model(str(target))
+    assert not marker.exists()
