@@ -198,6 +198,10 @@ def check(
     """Check ``report`` against ``budgets`` (keyword limits override them), on every target of the
     report or on ``target`` only. A per-target budget on a report without targets, or
     ``min_roofline_efficiency`` on an untimed report, raises :class:`InvalidArgumentError`."""
+    from layerprof.report.facade import Report  # at call time: importing budgets stays cheap
+
+    if not isinstance(report, Report):
+        raise InvalidArgumentError(f"report must be a layerprof Report, got {type(report).__name__}")
     limits = (budgets or Budgets()).overridden_by(
         Budgets(max_gflops, max_params, max_latency_ms, max_memory_bound_share, min_roofline_efficiency)
     )

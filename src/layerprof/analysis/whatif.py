@@ -14,7 +14,7 @@ import torch
 
 from layerprof.core.dtypes import parse_dtype
 from layerprof.core.records import intensity_of
-from layerprof.core.validate import as_int, is_positive_int, positive_int
+from layerprof.core.validate import as_int, check_bool, positive_int
 from layerprof.errors import InvalidArgumentError
 from layerprof.formulas import conv_flops
 from layerprof.formulas.registry import numel
@@ -44,6 +44,25 @@ def _per_dim(name: str, value: int | Sequence[int], rank: int, minimum: int) -> 
     if len(values) != rank or not all(v is not None and v >= minimum for v in values):
         raise InvalidArgumentError(f"{name} must be an int >= {minimum} or {rank} of them, got {value!r}")
     return tuple(v for v in values if v is not None)
+
+
+def _check_output_padding(
+    output_padding: tuple[int, ...], stride: tuple[int, ...], dilation: tuple[int, ...], *, transposed: bool
+) -> None:
+    """torch's rule: output padding only on a transposed convolution, and there smaller than either the
+    stride or the dilation in every dimension."""
+    if not transposed:
+        if any(output_padding):
+            raise InvalidArgumentError(
+                f"output_padding={output_padding} applies to transposed convolutions only (transposed=True)"
+            )
+        return
+    for pad, s, d in zip(output_padding, stride, dilation, strict=True):
+        if not (pad < s or pad < d):
+            raise InvalidArgumentError(
+                f"output_padding {output_padding} must be smaller than either stride or dilation in each "
+                f"dimension (torch's rule), got stride {stride} and dilation {dilation}"
+            )
 
 
 def conv_output_size(
@@ -85,7 +104,15 @@ def conv_cost(
     transposed: bool = False,
     output_padding: int | Sequence[int] = 0,
 ) -> ConvCost:
-    """FLOPs, MACs, bytes and intensity of one convolution; ``input_size`` is spatial only."""
+    """FLOPs, MACs, bytes and intensity of one convolution; ``input_size`` is spatial only.
+
+    Sizes are ints (numpy and torch integers too), ``bias`` and ``transposed`` bools. ``output_padding``
+    applies to a transposed convolution only and, as torch requires, must be smaller than either the
+    stride or the dilation in each dimension. ``dtype`` is a real dtype: torch runs a complex
+    convolution as three real ones, which :func:`layerprof.analyze` counts on a model.
+    """
+    bias = check_bool("bias", bias)
+    transposed = check_bool("transposed", transposed)
     rank = (
         1
         if as_int(input_size) is not None
@@ -104,10 +131,13 @@ def conv_cost(
     in_channels = positive_int("in_channels", in_channels)
     out_channels = positive_int("out_channels", out_channels)
     batch = positive_int("batch", batch)
-    if not is_positive_int(groups) or in_channels % groups or out_channels % groups:
+    group_count = as_int(groups)
+    if group_count is None or group_count < 1 or in_channels % group_count or out_channels % group_count:
         raise InvalidArgumentError(
             f"groups={groups!r} must divide in_channels={in_channels} and out_channels={out_channels}"
         )
+    groups = group_count
+    _check_output_padding(out_pads, strides, dilations, transposed=transposed)
     out_spatial = conv_output_size(
         spatial, kernel, strides, pads, dilations, transposed=transposed, output_padding=out_pads
     )
@@ -115,7 +145,13 @@ def conv_cost(
         raise InvalidArgumentError(
             f"input_size {spatial} is too small for kernel {kernel}: output {out_spatial}"
         )
-    itemsize = parse_dtype(dtype).itemsize
+    element = parse_dtype(dtype)
+    if element.is_complex:
+        raise InvalidArgumentError(
+            f"conv_cost prices real convolutions, got dtype {element}: torch runs a complex convolution "
+            "as three real ones (analyze a model to count it)"
+        )
+    itemsize = element.itemsize
     cost = conv_flops(
         batch=batch,
         in_channels=in_channels,

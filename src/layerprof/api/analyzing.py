@@ -2,23 +2,24 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import replace
 
 import torch
 from torch import nn
 
 from layerprof.api.counting import check_model, count, warn_unsupported
-from layerprof.core.dtypes import dtype_name, parse_dtype
+from layerprof.core.dtypes import dtype_name
 from layerprof.errors import ForwardError, InvalidArgumentError
 from layerprof.hardware.targets import TargetArg, resolve_targets
 from layerprof.report.assemble import build_report
 from layerprof.report.facade import Report
 from layerprof.walk.inputs import (
     Inputs,
+    InputSize,
     check_devices,
-    check_rank,
     describe,
+    explain_failure,
+    input_dtype,
     model_device,
     sizes_to_spec,
     split_inputs,
@@ -35,20 +36,26 @@ def analyze(
     model: nn.Module,
     inputs: Inputs | None = None,
     *,
-    input_size: Sequence[int] | Sequence[Sequence[int]] | None = None,
+    input_size: InputSize | None = None,
     dtype: torch.dtype | str | None = None,
     target: TargetArg = None,
     backward: bool = False,
 ) -> Report:
     """Count FLOPs and bytes per layer; nothing is timed.
 
-    With ``input_size`` (batch first; a sequence of sizes for several inputs) the model runs on the
-    meta device at ``dtype`` (default float32): shapes only, no compute, no memory. ``dtype=torch.int8``
-    audits int8 inference: the model runs in a 1-byte float on meta (the same bytes as int8) and its
-    rows are priced at the targets' int8 peaks. With ``inputs`` (a tensor, a tuple or a dict) it runs
-    once on them, under ``torch.no_grad()``. Either way a twin of the model runs, so the model itself
-    keeps its hooks, buffers, flags and device. The model is counted in the mode it is in
-    (``model.eval()`` for inference counts).
+    With ``input_size`` (batch first) the model runs on the meta device at ``dtype`` (default float32):
+    shapes only, no compute, no memory. ``dtype=torch.int8`` audits int8 inference: the model runs in
+    a 1-byte float on meta (the same bytes as int8) and its rows are priced at the targets' int8 peaks.
+    An integer, bool or complex ``dtype`` is the inputs' only (token ids: ``input_size=(8, 128),
+    dtype=torch.long``); the model then runs in float32. ``input_size`` is one size, a ``(size,
+    dtype)`` pair for an input of its own dtype, a sequence of those for several positional inputs,
+    or a dict of them for keyword inputs: ``{"ids": ((8, 128), torch.long), "mask": ((8, 128),
+    torch.bool)}``. When the forward fails on these inputs, the error gives the innermost cause
+    (torch's own message) and, where the sizes are the likely culprit, says which.
+
+    With ``inputs`` (a tensor, a tuple or a dict) it runs once on them, under ``torch.no_grad()``.
+    Either way a twin of the model runs, so the model itself keeps its hooks, buffers, flags and
+    device. The model is counted in the mode it is in (``model.eval()`` for inference counts).
 
     ``backward=True`` counts a training step instead: forward and backward on the meta device (real
     inputs are replaced by meta tensors of the same shapes), backward rows (``phase="backward"``)
@@ -58,26 +65,26 @@ def analyze(
         raise InvalidArgumentError(f"backward must be True or False, got {backward!r}")
     model = check_model(model)
     targets = resolve_targets(target)
-    if (inputs is None) == (input_size is None):
-        raise InvalidArgumentError("give exactly one of inputs or input_size")
+    if inputs is None and input_size is None:
+        raise InvalidArgumentError("analyze needs example inputs or input_size=(batch, ...); got neither")
+    if inputs is not None and input_size is not None:
+        raise InvalidArgumentError("give inputs or input_size, not both")
     if input_size is not None:
-        run_dtype = parse_dtype(dtype) if dtype is not None else torch.float32
+        run_dtype = input_dtype(dtype, "dtype") if dtype is not None else torch.float32
         int8 = run_dtype == torch.int8
         if int8:
             run_dtype = INT8_STAND_IN
-        elif not run_dtype.is_floating_point:
-            raise InvalidArgumentError(
-                f"dtype {run_dtype} is not a floating dtype (nor int8); analyze runs the model in it"
-            )
         spec = sizes_to_spec(input_size, run_dtype)
+        if not run_dtype.is_floating_point:
+            run_dtype = torch.float32  # an index, mask or complex dtype is the inputs' only
         args, kwargs = spec.make("meta")
         try:
             rows, unsupported, kinds = count(
                 model, args, kwargs, to_meta_device=True, dtype=run_dtype, backward=backward
             )
         except ForwardError as error:
-            # Most often the size itself: say so when it does not fit the model's first convolution.
-            check_rank(model, spec, error)
+            # Often the sizes themselves: float indices, a rank the first convolution does not take.
+            explain_failure(model, spec, error)
             raise
         if int8:
             rows = [replace(r, dtype="int8") if r.dtype == dtype_name(INT8_STAND_IN) else r for r in rows]

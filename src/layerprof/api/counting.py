@@ -24,6 +24,13 @@ logger = logging.getLogger("layerprof.api.profiler")
 def check_model(model: object) -> nn.Module:
     if not isinstance(model, nn.Module):
         raise InvalidModelError(f"model must be a torch.nn.Module, got {type(model).__name__}: {model!r:.80}")
+    if isinstance(model, torch.jit.ScriptModule):
+        # Its graph calls no submodule's forward and fires no hook: there are no layers to walk.
+        raise InvalidModelError(
+            f"model is a TorchScript module ({type(model).__name__}, from torch.jit.script or "
+            "torch.jit.trace), which layerprof cannot walk layer by layer: pass the eager nn.Module, "
+            "or a torch.export program's module (torch.export.export(model, args).module())"
+        )
     return model
 
 
@@ -57,13 +64,23 @@ def count(
     except Exception as error:
         layer = collector.running_layer or "(before the first layer)"
         raise ForwardError(
-            f"the forward of {type(model).__name__} failed in layer {layer}: {type(error).__name__}: {error}",
-            layer,
+            f"the forward of {type(model).__name__} failed in layer {layer}: {failure_text(error)}", layer
         ) from error
     finally:
         collector.close()
         collector.release_graph()
     return collector.rows(), dict(collector.unsupported), collector.module_kinds()
+
+
+def failure_text(error: BaseException) -> str:
+    """``Type: message`` of the innermost cause of ``error`` (following ``raise ... from``), then the
+    error raised when it is another: a forward that wraps an error must not hide what went wrong."""
+    inner, seen = error, {id(error)}
+    while inner.__cause__ is not None and id(inner.__cause__) not in seen:
+        inner = inner.__cause__
+        seen.add(id(inner))
+    text = f"{type(inner).__name__}: {inner}"
+    return text if inner is error else f"{text} (raised as {type(error).__name__}: {error})"
 
 
 def _training_loss(output: Any) -> torch.Tensor:

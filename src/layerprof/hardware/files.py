@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from layerprof.core.toml import read_toml
+from layerprof.core.validate import path_arg
 from layerprof.errors import InvalidArgumentError, InvalidDeviceSpecError
 from layerprof.hardware.links import LinkSpec
 from layerprof.hardware.specs import DeviceSpec, lookup_key
@@ -28,7 +29,7 @@ def load_devices(path: str | Path) -> tuple[DeviceSpec, ...]:
     ``extra`` to :func:`~layerprof.hardware.table.get_device` /
     :func:`~layerprof.hardware.table.device_table`, or each spec used as a target directly.
     """
-    file = Path(path)
+    file = path_arg("path", path)
     if not file.is_file():
         raise InvalidArgumentError(f"device file {str(file)!r} does not exist or is not a file")
     suffix = file.suffix.lower()

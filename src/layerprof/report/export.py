@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from layerprof.core.records import ROW_FIELDS, LayerRow, Verdict
+from layerprof.core.validate import path_arg
 
 if TYPE_CHECKING:
     from layerprof.hardware.specs import DeviceSpec
@@ -104,7 +105,7 @@ def _allreduce_dict(allreduce: AllreduceTime) -> dict[str, Any]:
 
 def _write(text: str, path: str | Path | None) -> str:
     if path is not None:
-        Path(path).write_text(text, encoding="utf-8")
+        path_arg("path", path).write_text(text, encoding="utf-8")
     return text
 
 

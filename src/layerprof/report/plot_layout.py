@@ -17,7 +17,7 @@ from typing import Any, Literal
 
 from layerprof.core.records import Bound, Phase
 from layerprof.core.units import si
-from layerprof.core.validate import non_negative_int
+from layerprof.core.validate import non_negative_int, path_arg
 from layerprof.errors import InvalidArgumentError
 from layerprof.hardware.specs import DeviceSpec, PeakFallbackWarning, normalize_dtype
 from layerprof.roofline import model as roofline
@@ -162,7 +162,7 @@ def panel_grid(panels: int) -> tuple[int, int]:
 
 
 def check_path(path: str | Path) -> Path:
-    target = Path(path)
+    target = path_arg("path", path)
     if target.suffix.lower() not in SUFFIXES:
         raise InvalidArgumentError(
             f"roofline picture path must end in {' or '.join(SUFFIXES)}, got suffix {target.suffix!r} "

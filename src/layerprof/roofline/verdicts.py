@@ -12,13 +12,17 @@ from layerprof.hardware.specs import DeviceSpec
 from layerprof.roofline import model as roofline
 
 _PRICED_DTYPES = {"float32", "float16", "bfloat16", "int8", "float8_e4m3fn", "float8_e5m2", "float64"}
+#: Complex work is counted in real FLOPs, which run at the peak of the real parts' dtype.
+_REAL_PARTS = {"complex32": "float16", "complex64": "float32", "complex128": "float64"}
 
 
 def priced_dtype(row: LayerRow) -> str:
-    """The dtype whose peak prices a row: its own, or float32 for index and integer bookkeeping rows.
+    """The dtype whose peak prices a row: its own (its real parts' when complex), or float32 for index
+    and integer bookkeeping rows.
 
     A dtype the target has no peak for falls back to its float32 peak with a warning naming both."""
-    return row.dtype if row.dtype in _PRICED_DTYPES else "float32"  # type: ignore[return-value]
+    dtype = _REAL_PARTS.get(row.dtype, row.dtype) if row.dtype is not None else None
+    return dtype if dtype in _PRICED_DTYPES else "float32"  # type: ignore[return-value]
 
 
 def tf32_op(rows: Sequence[LayerRow]) -> Literal["conv", "matmul"]:

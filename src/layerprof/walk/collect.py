@@ -131,9 +131,10 @@ class Collector:
         kwargs: Mapping[str, Any],
         out: Any,
     ) -> None:
-        if info.formula is None:
-            self.unsupported[info.packet] += 1
-        ledger.add(key, price(info, args, kwargs, out), args, out)
+        cost = price(info, args, kwargs, out)
+        if cost.unsupported is not None:  # no formula, or none for complex operands
+            self.unsupported[cost.unsupported] += 1
+        ledger.add(key, cost, args, out)
 
     # -- results -------------------------------------------------------------------------------------
     def backward_row_names(self) -> dict[Any, str]:

@@ -1,8 +1,10 @@
 """Pricing one aten op: its FLOPs from the formula registry, its bytes from the tensors it touches.
 
 Bytes follow DESIGN.md: each distinct tensor an op reads plus each tensor it writes, at the tensor's
-own element size. Formulas give FLOPs; ops without one keep their bytes (the collector lists them as
-unsupported). A formula or byte count that raises is a bug in layerprof, not in the model: it comes
+own element size. Formulas give FLOPs for real operands; a call on complex tensors has them scaled to
+real FLOPs here, in one place (:mod:`layerprof.formulas.complex`). Ops without a formula, and complex
+calls without a rule, keep their bytes and are named in ``OpCost.unsupported`` (the collector lists
+them). A formula or byte count that raises is a bug in layerprof, not in the model: it comes
 out as a :class:`~layerprof.errors.FormulaError` naming the op and the formula, never as the user's
 layer failing.
 """
@@ -10,7 +12,7 @@ layer failing.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, NamedTuple
 
 import torch
@@ -18,6 +20,7 @@ from torch._ops import OpOverload
 
 from layerprof.errors import FormulaError
 from layerprof.formulas import FORMULAS, WRITE_ONLY_DESTINATION, Formula, is_free
+from layerprof.formulas.complex import complex_flops, computes_on_complex
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,6 +44,7 @@ class OpCost(NamedTuple):
     kernel_size: tuple[int, ...] | None
     bytes_read: int
     bytes_written: int
+    unsupported: str | None = None  # the name report.unsupported lists the op under, when its FLOPs are 0
 
 
 def describe(func: OpOverload) -> OpInfo:
@@ -80,14 +84,21 @@ def price(info: OpInfo, args: tuple[Any, ...], kwargs: Mapping[str, Any], out: A
     """FLOPs (0 without a formula) and bytes read and written of one call of ``info``'s op."""
     written_outputs = None
     written_args: tuple[int, ...] = ()
+    unsupported = None
     if info.formula is None:
         flops = matrix = 0
         kernel_size = None
+        unsupported = info.packet
     else:
         try:
             cost = info.formula(args, kwargs, out)
         except Exception as error:
             raise counting_error(info.op, info.formula, "running the formula", error) from error
+        if cost.total and computes_on_complex(args, out):
+            real = complex_flops(info.name, cost)
+            if real is None:
+                unsupported = f"{info.packet} (complex)"
+            cost = real or replace(cost, matrix=0, vector=0)
         flops, matrix, kernel_size = cost.total, cost.matrix, cost.kernel_size
         written_outputs = cost.written_outputs
         written_args = cost.written_args
@@ -95,7 +106,7 @@ def price(info: OpInfo, args: tuple[Any, ...], kwargs: Mapping[str, Any], out: A
         read, written = _bytes(info, args, kwargs, out, written_outputs, written_args)
     except Exception as error:
         raise counting_error(info.op, info.formula, "counting the bytes", error) from error
-    return OpCost(flops, matrix, kernel_size, read, written)
+    return OpCost(flops, matrix, kernel_size, read, written, unsupported)
 
 
 def _bytes(

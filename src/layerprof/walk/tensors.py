@@ -32,8 +32,8 @@ def shapes_of(values: Iterable[Any]) -> Shapes:
 
 
 def floating_dtype(args: tuple[Any, ...]) -> str | None:
-    """The dtype a row computes in: its first floating input's (int64 counters do not count)."""
+    """The dtype a row computes in: its first floating or complex input's (int64 counters do not count)."""
     for tensor in iter_tensors(args):
-        if tensor.is_floating_point():
+        if tensor.is_floating_point() or tensor.is_complex():
             return str(tensor.dtype).removeprefix("torch.")
     return None
