@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import importlib
+import socket
 import sys
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -12,6 +16,21 @@ import torch.nn.functional as F
 from torch import nn
 
 from conftest import assert_no_hooks
+
+_real_connect = socket.socket.connect
+
+
+@pytest.fixture(autouse=True)
+def _no_network(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Lightning runs offline here: any attempt to reach another machine fails the test."""
+
+    def connect(self: socket.socket, address: Any) -> None:
+        if self.family in (socket.AF_INET, socket.AF_INET6):
+            raise AssertionError(f"a Lightning test tried to connect to {address!r}")
+        _real_connect(self, address)
+
+    monkeypatch.setattr(socket.socket, "connect", connect)
+    yield
 
 
 def test_import_without_lightning_names_the_package(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -68,26 +87,39 @@ def lightning_classes() -> tuple[Any, type, type]:
     return lightning, TinyModule, MemoryLogger
 
 
-def test_callback_logs_per_layer_metrics_and_removes_its_hooks() -> None:
-    lightning, TinyModule, MemoryLogger = lightning_classes()
-    from layerprof.integrations.lightning import LayerProfCallback
-
+def fit(tmp_path: Path, callbacks: list[Any], logger: Any = False, max_steps: int = 7) -> nn.Module:
+    """A seeded run of TinyModule on random data (the same batches in the same order every time)."""
+    lightning, TinyModule, _ = lightning_classes()
     torch.manual_seed(0)
     data = torch.utils.data.TensorDataset(torch.randn(32, 3, 8, 8), torch.randint(0, 5, (32,)))
-    loader = torch.utils.data.DataLoader(data, batch_size=4)
+    loader = torch.utils.data.DataLoader(data, batch_size=4, shuffle=False)
     module = TinyModule()
-    logger = MemoryLogger()
-    callback = LayerProfCallback(every_n_steps=3, target="t4")
     trainer = lightning.Trainer(
-        max_steps=7,
+        max_steps=max_steps,
         accelerator="cpu",
+        devices=1,
         logger=logger,
-        callbacks=[callback],
+        callbacks=callbacks,
+        default_root_dir=tmp_path,
+        log_every_n_steps=1,
         enable_checkpointing=False,
         enable_progress_bar=False,
         enable_model_summary=False,
     )
-    trainer.fit(module, loader)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", ".*does not have many workers.*")  # num_workers=0 on purpose
+        trainer.fit(module, loader)
+    assert trainer.global_step == max_steps
+    return module  # type: ignore[no-any-return]
+
+
+def test_callback_logs_per_layer_metrics_and_removes_its_hooks(tmp_path: Path) -> None:
+    _, _, MemoryLogger = lightning_classes()
+    from layerprof.integrations.lightning import LayerProfCallback
+
+    logger = MemoryLogger()
+    callback = LayerProfCallback(every_n_steps=3, target="t4")
+    module = fit(tmp_path, [callback], logger)
 
     sampled = [
         (metrics, step) for metrics, step in logger.logged if any(k.startswith("layerprof/") for k in metrics)
@@ -102,9 +134,25 @@ def test_callback_logs_per_layer_metrics_and_removes_its_hooks() -> None:
     assert metrics["layerprof/fc/compute_bound"] == 0.0
     assert metrics["layerprof/total/time_ms"] > 0
     report = callback.last_report
-    assert report is not None and report.row("conv", "backward").time_ms is not None
+    assert report is not None
+    assert [r.name for r in report.forward] == ["conv", "relu", "(root)/mean", "fc"]
+    assert {"conv", "fc"} <= {r.name for r in report.backward}
+    assert report.row("conv").flops == 2 * 4 * 4 * 8 * 8 * 3 * 9 + 4 * 4 * 8 * 8  # conv MACs x 2 + bias
+    assert report.row("conv", "backward").time_ms is not None
     assert callback.watcher is None
     assert_no_hooks(module)
+
+
+def test_a_watched_run_trains_exactly_like_an_unwatched_one(tmp_path: Path) -> None:
+    _, _, MemoryLogger = lightning_classes()
+    from layerprof.integrations.lightning import LayerProfCallback
+
+    plain = fit(tmp_path / "plain", [])
+    callback = LayerProfCallback(every_n_steps=2, target="t4", log_table=False)
+    watched = fit(tmp_path / "watched", [callback], MemoryLogger())
+    assert callback.last_report is not None  # it did sample (steps 2/3, 4/5 and 6/7)
+    for (name, before), after in zip(plain.state_dict().items(), watched.state_dict().values(), strict=True):
+        assert torch.equal(before, after), name  # bit for bit, after 7 SGD steps
 
 
 def test_every_n_steps_is_checked() -> None:

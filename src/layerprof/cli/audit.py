@@ -37,7 +37,7 @@ if TYPE_CHECKING:
 
     from layerprof.report.facade import Report
 
-FORMATS = ("table", "markdown", "json", "csv", "html")
+FORMATS = ("table", "markdown", "json", "csv", "html", "trace")
 #: --dtype choices -> the torch names they stand for, from the one spelling table (core.dtypes).
 DTYPES = {flag: canonical_name(flag) for flag in ("fp32", "fp16", "bf16", "int8")}
 _SUFFIX_FORMATS = {".json": "json", ".csv": "csv", ".html": "html", ".htm": "html", ".md": "markdown"}
@@ -123,7 +123,8 @@ def add_parser(commands: Any) -> None:
         "--format",
         choices=FORMATS,
         default=None,
-        help="report format (default table, or from the --output suffix)",
+        help="report format (default table, or from the --output suffix); trace: a Perfetto / "
+        "chrome://tracing timeline of the timed rows (needs --time and --output)",
     )
     parser.add_argument(
         "--output", type=Path, default=None, metavar="FILE", help="write the report here, not stdout"
@@ -210,6 +211,11 @@ def _format(args: argparse.Namespace) -> str:
 def _check_usage(args: argparse.Namespace, budgets: Budgets, dtype: str, device: str | None) -> None:
     """Everything that can be refused before any work is done."""
     check_options(args.depth, args.sort, args.top, "simple")
+    if _format(args) == "trace":
+        if not args.time:
+            raise InvalidArgumentError("--format trace lays out measured times: it needs --time")
+        if args.output is None:
+            raise InvalidArgumentError("--format trace writes a file: give --output FILE (model.trace.json)")
     if budgets.needs_timing and not args.time:
         raise InvalidArgumentError(
             "--min-roofline-efficiency compares measured with predicted time: it needs --time"
@@ -312,6 +318,8 @@ def _render(report: Report, fmt: str, args: argparse.Namespace, results: Sequenc
         return report.to_json()
     if fmt == "csv":
         return report.to_csv()
+    if fmt == "trace":
+        return report.to_trace()
     if fmt == "html":
         from layerprof.report.html import render_html
 

@@ -97,7 +97,8 @@ def _unknown_message(name: str, extras: tuple[DeviceSpec, ...]) -> str:
             break
     return (
         f"unknown device {name!r}; closest: {', '.join(closest)}. "
-        f"layerprof.list_devices() lists them all; pass a DeviceSpec or use load_devices() for others"
+        "`layerprof devices` lists them all (layerprof.list_devices() in Python); 'auto' is this machine, "
+        "measured; for others pass a DeviceSpec or use load_devices()"
     )
 
 

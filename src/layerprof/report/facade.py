@@ -125,6 +125,16 @@ class Report:
     def to_csv(self, path: str | Path | None = None) -> str:
         return export.to_csv(self, path)
 
+    def to_trace(self, path: str | Path | None = None) -> str:
+        """The timed rows as Chrome trace-event JSON (Perfetto, chrome://tracing), written to ``path``.
+
+        The timeline is synthesised from the rows' median times, laid back to back in execution
+        order (:mod:`layerprof.report.trace`); an untimed report raises InvalidArgumentError.
+        """
+        from layerprof.report import trace
+
+        return trace.to_trace(self, path)
+
     def plot_roofline(self, path: str | Path, *, label_top: int = 8) -> Path:
         from layerprof.report import plot  # matplotlib is an optional extra
 
