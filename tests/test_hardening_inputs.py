@@ -366,6 +366,30 @@ def test_a_failing_forward_says_the_innermost_cause(meta: bool) -> None:
     assert "inner" in message
 
 
+class _FailsBeforeTheConvolution(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.stem = _Inner()
+        self.conv = nn.Conv2d(3, 4, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv(self.stem(x))  # type: ignore[no-any-return]
+
+
+def test_a_layer_failing_before_the_first_convolution_is_not_blamed_on_the_rank() -> None:
+    with pytest.raises(ForwardError) as caught:
+        layerprof.analyze(_FailsBeforeTheConvolution(), input_size=(8, 128))
+    assert "rank" not in str(caught.value)
+    assert "the real cause" in str(caught.value)
+
+
+def test_integer_inputs_to_a_convolution_say_which_dtype_was_made() -> None:
+    with pytest.raises(InvalidArgumentError) as caught:
+        layerprof.analyze(_conv(), input_size=(1, 3, 8, 8), dtype=torch.long)
+    message = str(caught.value)
+    assert "torch.int64" in message and "computes in floating point" in message
+
+
 # -- 4. complex arithmetic ----------------------------------------------------------------------
 
 
