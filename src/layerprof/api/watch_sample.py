@@ -158,7 +158,7 @@ def sample_report(sample: Sample, model: nn.Module, targets: tuple[DeviceSpec, .
     if backward_timer is not None and backward_timer.done:
         times = backward_timer.read()
         rows = [
-            replace(r, time_ms=times.rows_ms[r.name], time_iqr_ms=0.0)
+            replace(r, time_ms=times.rows_ms[r.name], time_iqr_ms=None)  # one step: no spread
             if r.phase == "backward" and r.name in times.rows_ms
             else r
             for r in rows

@@ -211,6 +211,8 @@ def _format(args: argparse.Namespace) -> str:
 def _check_usage(args: argparse.Namespace, budgets: Budgets, dtype: str, device: str | None) -> None:
     """Everything that can be refused before any work is done."""
     check_options(args.depth, args.sort, args.top, "simple")
+    if args.sort == "time" and not args.time:
+        raise InvalidArgumentError("--sort time sorts by measured times: it needs --time")
     if _format(args) == "trace":
         if not args.time:
             raise InvalidArgumentError("--format trace lays out measured times: it needs --time")

@@ -43,6 +43,8 @@ class LayerRow:
     kernel_size: tuple[int, ...] | None = None
     input_shapes: tuple[tuple[int, ...], ...] = ()
     output_shapes: tuple[tuple[int, ...], ...] = ()
+    #: The calls did not all have the first call's input and output shapes (which are the ones kept).
+    shapes_vary: bool = False
     dtype: str | None = None
     params: int = 0
     flops: int = 0
@@ -98,9 +100,9 @@ class LayerRow:
 #: Every row field in the order reports export them (JSON keys, CSV columns): the stored fields and
 #: the derived ``macs`` and ``intensity``, which follow from them and so can never go stale.
 ROW_FIELDS: tuple[str, ...] = (
-    "name", "kind", "phase", "depth", "calls", "kernel_size", "input_shapes", "output_shapes", "dtype",
-    "params", "flops", "matrix_flops", "macs", "bytes_read", "bytes_written", "intensity", "time_ms",
-    "time_iqr_ms", "roofline",
+    "name", "kind", "phase", "depth", "calls", "kernel_size", "input_shapes", "output_shapes",
+    "shapes_vary", "dtype", "params", "flops", "matrix_flops", "macs", "bytes_read", "bytes_written",
+    "intensity", "time_ms", "time_iqr_ms", "roofline",
 )  # fmt: skip
 
 

@@ -180,7 +180,7 @@ class AllreduceRecorder:
                 bytes_read=sent,
                 bytes_written=received,
                 time_ms=union,
-                time_iqr_ms=0.0,
+                time_iqr_ms=None,  # one backward: no spread
             )
             return row, AllreduceTime(
                 buckets=len(self._bytes), payload_bytes=payload, time_ms=union, hidden_ms=hidden

@@ -7,6 +7,7 @@ modules import only records, devices and roofline, so this facade can offer them
 
 from __future__ import annotations
 
+import difflib
 import weakref
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -15,7 +16,7 @@ from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
 from layerprof.core.records import LayerRow, Phase
-from layerprof.report import export, render
+from layerprof.report import export, frame, render, titles
 from layerprof.walk.inputs import InputSpec
 
 if TYPE_CHECKING:
@@ -100,12 +101,38 @@ class Report:
         return tuple(r for r in self.layers if r.phase == "backward")
 
     def row(self, name: str, phase: str = "forward") -> LayerRow:
-        """The row called ``name`` (KeyError listing a few names when there is none)."""
+        """The row called ``name`` (a KeyError naming the closest row names when there is none)."""
         for row in self.layers:
             if row.name == name and row.phase == phase:
                 return row
-        known = ", ".join(r.name for r in self.layers[:8])
-        raise KeyError(f"no {phase} row named {name!r}; rows start with {known}")
+        names = [r.name for r in self.layers if r.phase == phase]
+        close = difflib.get_close_matches(name, names, n=3, cutoff=0.6) if isinstance(name, str) else []
+        if not names:
+            hint = f"the report has no {phase} rows"
+        elif close:
+            hint = f"the closest: {', '.join(repr(n) for n in close)}"
+        else:
+            hint = f"rows start with {', '.join(names[:8])}"
+        others = {r.phase for r in self.layers if r.name == name}
+        if others:
+            hint += f" (there is a {others.pop()} row of that name)"
+        raise KeyError(f"no {phase} row named {name!r}; {hint}")
+
+    def __str__(self) -> str:
+        """The table, as ``print(report)`` shows it."""
+        return render.table(self)
+
+    def __repr__(self) -> str:
+        """One short line: the model, its inputs, rows, totals and targets."""
+        return titles.report_summary(self)
+
+    def _repr_html_(self) -> str:
+        """The table as HTML, for Jupyter."""
+        return render.notebook_html(self)
+
+    def to_pandas(self) -> Any:
+        """The rows as a ``pandas.DataFrame`` (pandas is optional: InvalidArgumentError without it)."""
+        return frame.to_pandas(self)
 
     def table(
         self,

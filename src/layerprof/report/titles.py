@@ -2,19 +2,21 @@
 
 The table's first line, the HTML page's heading and the roofline picture's title all read it here:
 ``layerprof: ResNet (1x3x224x224)``. The page's heading leaves the shapes out (its inputs line lists
-them with their dtypes); the picture's title leaves the ``layerprof:`` brand out.
+them with their dtypes); the picture's title leaves the ``layerprof:`` brand out. ``repr(report)``
+is the same line with the report's size and totals (:func:`report_summary`).
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from layerprof.core.units import shape
+from layerprof.core.units import binary_bytes, shape, si
+from layerprof.report.timecells import duration
 
 if TYPE_CHECKING:
     from layerprof.report.facade import Report
 
-__all__ = ["input_shapes", "report_title"]
+__all__ = ["input_shapes", "report_summary", "report_title"]
 
 
 def input_shapes(report: Report) -> list[str]:
@@ -36,3 +38,21 @@ def report_title(report: Report, *, brand: bool = True, shapes: bool = True) -> 
     # The table has always kept its parentheses, empty for a report without inputs.
     heading = f"layerprof: {report.model_name}"
     return f"{heading} ({listed})" if shapes else heading
+
+
+def report_summary(report: Report) -> str:
+    """``<layerprof Report: ResNet (1x3x224x224), 68 rows, 8.22G FLOPs, 4.09G MACs, 25.6M params,
+    204.66 MiB, not timed, targets t4, jetson-orin-nano-8gb>``: short whatever the model's size."""
+    backward = sum(r.phase == "backward" for r in report.layers)
+    forward = len(report.layers) - backward
+    rows = f"{forward} forward + {backward} backward rows" if backward else f"{forward} rows"
+    total = report.total
+    timed = "not timed" if total.time_ms is None else f"timed {duration(total.time_ms)}"
+    if report.world_size > 1:
+        timed += f" (median of {report.world_size} ranks)"
+    targets = ", ".join(t.name for t in report.targets) or "none"
+    return (
+        f"<layerprof Report: {report_title(report, brand=False)}, {rows}, {si(total.flops)} FLOPs, "
+        f"{si(total.macs)} MACs, {si(total.params)} params, {binary_bytes(total.bytes_total)}, {timed}, "
+        f"targets {targets}>"
+    )

@@ -6,7 +6,7 @@ container (``layer1.0/add``) share its self time: its time minus the time of the
 inside it. When a container has several glue rows, its self time is split in proportion to each
 glue row's roofline time on the first target (to its bytes moved when there is no target), since the
 ops between two child calls cannot be told apart by hooks. A row's time is the median over the timed
-forwards, its spread the interquartile range.
+forwards, its spread the interquartile range (None after one forward: one sample has no spread).
 """
 
 from __future__ import annotations
@@ -77,7 +77,8 @@ def row_samples(
 
 
 def timed_rows(rows: Sequence[LayerRow], timings: Timings, targets: Sequence[DeviceSpec]) -> list[LayerRow]:
-    """``rows`` with ``time_ms`` (median over forwards) and ``time_iqr_ms``; rows not timed keep None."""
+    """``rows`` with ``time_ms`` (median over forwards) and ``time_iqr_ms`` (None from one forward);
+    rows not timed keep None."""
     samples = row_samples(rows, timings, targets)
     result = []
     for row in rows:
@@ -86,7 +87,7 @@ def timed_rows(rows: Sequence[LayerRow], timings: Timings, targets: Sequence[Dev
             result.append(row)
             continue
         median, iqr = median_iqr(row_times)
-        result.append(replace(row, time_ms=median, time_iqr_ms=iqr))
+        result.append(replace(row, time_ms=median, time_iqr_ms=iqr if len(row_times) > 1 else None))
     missing = [r.name for r in rows if r.phase == "forward" and r.name not in samples]
     if missing:
         logger.info(

@@ -39,6 +39,7 @@ class Acc:
         "matrix_flops",
         "order",
         "output_shapes",
+        "shapes_vary",
     )
 
     def __init__(self, order: int) -> None:
@@ -53,6 +54,7 @@ class Acc:
         self.dtype_rank = 0  # what set dtype: 1 an op without FLOPs, 2 one with, 3 a matrix op
         self.input_shapes: Shapes = ()
         self.output_shapes: Shapes = ()
+        self.shapes_vary = False  # a later op of a glue row had other shapes than its first
 
 
 class Ledger:
@@ -69,6 +71,9 @@ class Ledger:
             acc = self.accs[key] = Acc(next(self._order))
             acc.input_shapes = shapes_of(args)
             acc.output_shapes = shapes_of((out,))
+        elif key[1] is not None and not acc.shapes_vary:
+            # Only a glue row shows its ops' shapes; a module's row shows the module's (the stack's).
+            acc.shapes_vary = shapes_of(args) != acc.input_shapes or shapes_of((out,)) != acc.output_shapes
         flops, matrix = cost.flops, cost.matrix_flops
         # A row computes in the dtype of its costliest kind of op: under autocast a conv row's first op
         # is the float32 -> bfloat16 copy of its weight, but its convolution runs in bfloat16.

@@ -83,6 +83,7 @@ def _module_row(
         output_shapes=state.output_shapes if state is not None and forward else None,
         params=module_params(module) if forward else 0,
         accs=accs,
+        shapes_vary=state is not None and state.shapes_vary,
     )
 
 
@@ -96,6 +97,7 @@ def _glue_row(container: str, op_name: str, params: int, accs: list[Acc], phase:
         output_shapes=None,
         params=params,
         accs=accs,
+        shapes_vary=any(a.shapes_vary for a in accs),
     )
 
 
@@ -109,6 +111,7 @@ def accumulated_row(
     output_shapes: Shapes | None,
     params: int,
     accs: list[Acc],
+    shapes_vary: bool = False,
 ) -> LayerRow:
     """A row from its accumulators (in order); shapes default to those of its first op."""
     return LayerRow(
@@ -120,6 +123,7 @@ def accumulated_row(
         kernel_size=next((a.kernel_size for a in accs if a.kernel_size is not None), None),
         input_shapes=input_shapes if input_shapes is not None else (accs[0].input_shapes if accs else ()),
         output_shapes=output_shapes if output_shapes is not None else (accs[0].output_shapes if accs else ()),
+        shapes_vary=shapes_vary,
         dtype=next((a.dtype for a in accs if a.dtype is not None), None),
         params=params,
         flops=sum(a.flops for a in accs),

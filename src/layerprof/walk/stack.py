@@ -2,8 +2,9 @@
 
 An op is charged to the innermost module running when it runs, so the counter needs to know, at any
 moment, which module that is. The stack also records, for every module that ran, what the rows need
-of it: its calls, its first call's input and output shapes, when it first ran (rows keep that order),
-and whether a submodule ran inside it (a container none of whose submodules ran is a row of its own).
+of it: its calls, its first call's input and output shapes and whether a later call's differed, when it
+first ran (rows keep that order), and whether a submodule ran inside it (a container none of whose
+submodules ran is a row of its own).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from layerprof.walk.tensors import Shapes, shapes_of
 class ModuleState:
     """What the rows need of one module that ran (internal, mutable while the forward runs)."""
 
-    __slots__ = ("calls", "had_child", "input_shapes", "name", "order", "output_shapes")
+    __slots__ = ("calls", "had_child", "input_shapes", "name", "order", "output_shapes", "shapes_vary")
 
     def __init__(self, name: str, order: int) -> None:
         self.name = name
@@ -31,6 +32,7 @@ class ModuleState:
         self.had_child = False
         self.input_shapes: Shapes = ()
         self.output_shapes: Shapes = ()
+        self.shapes_vary = False  # a later call's input or output shapes differed from the first's
 
 
 class ModuleStack:
@@ -75,16 +77,21 @@ class ModuleStack:
             state = ModuleState(self.names.get(id(module), type(module).__name__), next(self._order))
             state.input_shapes = shapes_of((*args, *kwargs.values()))
             self.states[id(module)] = state
+        elif not state.shapes_vary and shapes_of((*args, *kwargs.values())) != state.input_shapes:
+            state.shapes_vary = True
         state.calls += 1
         self._running.append(module)
 
     def leave(self, module: nn.Module, args: tuple[Any, ...], output: Any) -> None:
-        """A module's forward returned (its forward hook): pop it, keep its first output's shapes."""
+        """A module's forward returned (its forward hook): pop it, keep its first output's shapes and
+        note a later output of other shapes."""
         if self._running and self._running[-1] is module:
             self._running.pop()
         state = self.states[id(module)]
         if state.calls == 1 and not state.output_shapes:
             state.output_shapes = shapes_of((output,))
+        elif not state.shapes_vary and shapes_of((output,)) != state.output_shapes:
+            state.shapes_vary = True
         if self._on_root_output is not None and module is self.root:
             self._on_root_output(output)
 
