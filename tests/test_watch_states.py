@@ -47,6 +47,7 @@ def drive(state: SampleState, events: Iterable[Event]) -> list[tuple[Phase, Acti
 FLAGS = (
     "live",
     "counting",
+    "awaiting_backward",
     "counted_forward",
     "counted_backward",
     "counted_backward_over",
@@ -72,7 +73,7 @@ def test_a_train_step_is_counted_then_timed() -> None:
             E.FORWARD_ENDED_WITH_GRAD,
             P.AWAIT_BACKWARD,
             A.FOLLOW_BACKWARD,
-            {"live", "counting", "counted_forward"},
+            {"live", "counting", "counted_forward", "awaiting_backward"},
         ),
         (
             E.COUNTED_BACKWARD_STARTED,
@@ -130,14 +131,36 @@ def test_a_forward_of_another_kind_is_let_through_between_the_steps() -> None:
     assert drive(state, [E.FORWARD_STARTED, E.WAITED_TOO_LONG])[-1] == (P.DROPPED, A.DROP)
 
 
-def test_a_counted_backward_that_raises_ends_the_counting_step_at_the_next_forward() -> None:
+@pytest.mark.parametrize("reached_the_model", [True, False], ids=["in-the-model", "before-the-model"])
+def test_a_counted_backward_that_raises_drops_the_sample_at_the_next_forward(reached_the_model: bool) -> None:
     state = SampleState()
-    drive(state, [E.FORWARD_STARTED, E.FORWARD_ENDED_WITH_GRAD, E.COUNTED_BACKWARD_STARTED])
-    assert state.counting and state.counted_backward
-    # the backward raised: the engine never runs its end callback; the next forward ends the step
-    # and is then met as a forward of the armed sample
-    assert drive(state, [E.FORWARD_STARTED]) == [(P.ARMED, A.END_COUNTING), (P.ARMED, A.MEET_FORWARD)]
-    assert not state.counting and state.counts_in
+    drive(state, [E.FORWARD_STARTED, E.FORWARD_ENDED_WITH_GRAD, E.BACKWARD_SEEN])  # the loss's first op
+    assert state.phase is P.BACKWARD_RUNNING and state.counting and not state.awaiting_backward
+    if reached_the_model:
+        drive(state, [E.COUNTED_BACKWARD_STARTED])
+        assert state.counted_backward
+    # the backward raised: the engine never runs its end callbacks; the next forward finds it unended,
+    # and the sample's counts would be a step without (some of) its backward: it is dropped, warned
+    assert drive(state, [E.FORWARD_STARTED]) == [(P.DROPPED, A.ABANDON)]
+    assert not state.live and not state.counting
+    assert "backward raised" in step(P.COUNT_BACKWARD, E.FORWARD_STARTED).why
+
+
+def test_a_backward_that_ends_before_the_model_is_another_graphs() -> None:
+    state = SampleState(P.AWAIT_BACKWARD)
+    assert state.awaiting_backward
+    assert drive(state, [E.BACKWARD_SEEN, E.BACKWARD_OVER]) == [
+        (P.BACKWARD_RUNNING, A.WATCH_BACKWARD),
+        (P.AWAIT_BACKWARD, A.NOTHING),
+    ]
+    # the step's own backward: its first op's callback runs before the end callback queued later
+    events = [E.BACKWARD_SEEN, E.COUNTED_BACKWARD_STARTED, E.BACKWARD_OVER, E.COUNTED_BACKWARD_OVER]
+    assert [phase for phase, _ in drive(state, events)] == [
+        P.BACKWARD_RUNNING,
+        P.COUNT_BACKWARD,
+        P.COUNT_BACKWARD,
+        P.ARMED,
+    ]
 
 
 def test_a_timed_backward_that_raises_is_emitted_without_backward_times_at_the_next_forward() -> None:

@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from layerprof.api.counting import check_model, count, warn_unsupported
+from layerprof.api.rng import keeps_rng
 from layerprof.core.dtypes import dtype_name
 from layerprof.errors import ForwardError, InvalidArgumentError
 from layerprof.hardware.targets import TargetArg, resolve_targets
@@ -32,6 +33,7 @@ __all__ = ["INT8_STAND_IN", "analyze"]
 INT8_STAND_IN = torch.float8_e4m3fn
 
 
+@keeps_rng  # a twin in train mode draws dropout masks: the user's next draw must not move
 def analyze(
     model: nn.Module,
     inputs: Inputs | None = None,

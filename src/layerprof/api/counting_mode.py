@@ -9,23 +9,31 @@ Whether it counts is not its own flag: it asks the sample's state (:class:`~laye
 SampleState`) on every op, and passes ops through untouched once the counting step is over, until it
 can leave the stack. It can leave only from the thread that entered it, when it is the top mode, and
 never from inside an autograd engine callback (:func:`engine_callback`): the engine puts back the
-stack it ran the backward with, so a mode popped there would come back.
+stack it ran the backward with, so a mode popped there would come back. :class:`ModesToLeave` holds
+the modes that could not leave yet, and takes each off at the first chance.
+
+While the sample awaits its backward, the mode also reports the first op the autograd engine runs
+(``on_backward``): that backward has started, and if the next forward comes before it ended, it raised.
 """
 
 from __future__ import annotations
 
 import contextlib
+import logging
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from types import TracebackType
 from typing import Any, Protocol
 
+import torch
 from torch.utils._python_dispatch import _get_current_dispatch_mode_stack
 
 from layerprof.walk.collect import Collector, OpCounter
 
-__all__ = ["CountingMode", "engine_callback", "in_engine_callback"]
+__all__ = ["CountingMode", "ModesToLeave", "engine_callback", "in_engine_callback"]
 
+# Named, not __name__: the watcher's logger (README, "During training").
+logger = logging.getLogger("layerprof.api.watch")
 _local = threading.local()
 
 
@@ -50,6 +58,16 @@ class Counts(Protocol):
     @property
     def counting(self) -> bool: ...
 
+    @property
+    def awaiting_backward(self) -> bool: ...
+
+
+class _NothingToCharge:
+    """What a forgotten mode charges: nothing (it passes ops through anyway)."""
+
+    def charge(self, func: Any, args: tuple[Any, ...], kwargs: Mapping[str, Any], out: Any) -> None:
+        return None
+
 
 class _StepCounter(OpCounter):  # type: ignore[no-untyped-call]
     """The counter, on real kernels (training goes on with the results), while ``counts.counting``."""
@@ -57,6 +75,7 @@ class _StepCounter(OpCounter):  # type: ignore[no-untyped-call]
     def __init__(self, collector: Collector, counts: Counts) -> None:
         super().__init__(collector, fast_meta=False)
         self.counts = counts
+        self.on_backward: Callable[[], object] | None = None
 
     def __torch_dispatch__(
         self,
@@ -66,6 +85,13 @@ class _StepCounter(OpCounter):  # type: ignore[no-untyped-call]
         kwargs: Mapping[str, Any] | None = None,
     ) -> Any:
         if self.counts.counting:
+            report = self.on_backward
+            if (
+                report is not None
+                and self.counts.awaiting_backward  # first: asking the engine costs more
+                and torch._C._current_autograd_node() is not None  # an op of a backward's node
+            ):
+                report()
             return super().__torch_dispatch__(func, types, args, kwargs)
         return func(*args, **(kwargs or {}))
 
@@ -81,6 +107,21 @@ class CountingMode:
     @property
     def on_stack(self) -> bool:
         return self._on_stack
+
+    @property
+    def on_backward(self) -> Callable[[], object] | None:
+        """Called on the first op a backward runs while the sample awaits one (from inside the engine)."""
+        return self._counter.on_backward
+
+    @on_backward.setter
+    def on_backward(self, call: Callable[[], object] | None) -> None:
+        self._counter.on_backward = call
+
+    def forget(self) -> None:
+        """The sample is over: let go of its collector (and through it the model) and its callback,
+        also while the mode still waits on the stack to leave."""
+        self._counter.collector = _NothingToCharge()
+        self._counter.on_backward = None
 
     def _read_back(self) -> None:
         # The stack, not what was attempted, says where the mode is (valid on the entering thread).
@@ -123,3 +164,29 @@ class CountingMode:
         self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None
     ) -> None:
         self.exit()
+
+
+class ModesToLeave:
+    """Counting modes that could not leave the stack when their sample was done with them; each
+    leaves at the first :meth:`retry` that can take it off (the next forward, flush, remove)."""
+
+    def __init__(self) -> None:
+        self._waiting: list[CountingMode] = []
+
+    def __bool__(self) -> bool:
+        return bool(self._waiting)
+
+    def leave(self, mode: CountingMode) -> None:
+        """Take ``mode`` off the stack now if this thread can, else keep it for a later retry."""
+        if mode.exit() or any(m is mode for m in self._waiting):
+            return
+        if not in_engine_callback():  # from a callback it is expected: the training thread takes it off
+            logger.warning(
+                "layerprof's counter could not leave the dispatch-mode stack yet (another mode is above "
+                "it, or this is not the thread that entered it); it passes ops through until it can"
+            )
+        self._waiting.append(mode)
+
+    def retry(self) -> None:
+        if self._waiting and not in_engine_callback():
+            self._waiting = [mode for mode in self._waiting if not mode.exit()]

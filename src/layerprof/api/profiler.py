@@ -13,6 +13,7 @@ from torch import nn
 from torch.utils.hooks import RemovableHandle
 
 from layerprof.api.counting import InputPair, check_model, count_with_fallback, warn_unsupported
+from layerprof.api.rng import rng_kept
 from layerprof.errors import InvalidArgumentError
 from layerprof.hardware.targets import TargetArg, resolve_targets
 from layerprof.report.assemble import build_report, local_targets
@@ -127,9 +128,10 @@ class Profiler:
             raise InvalidArgumentError(
                 "Profiler.report() needs a forward of the model inside the `with Profiler(model)` block first"
             )
-        rows, unsupported, kinds = count_with_fallback(
-            self.model, recorded.make("meta"), lambda: recorded.make(None)
-        )
+        with rng_kept(self.model):  # counting on real tensors makes random inputs and draws dropout masks
+            rows, unsupported, kinds = count_with_fallback(
+                self.model, recorded.make("meta"), lambda: recorded.make(None)
+            )
         total_time_ms: float | None = None
         if self._timer is not None:
             self._timer.flush()

@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 from layerprof.api.counting import check_model, count_with_fallback, warn_unsupported
+from layerprof.api.rng import keeps_rng
 from layerprof.core import rownames
 from layerprof.core.records import LayerRow
 from layerprof.distributed.gather import default_gather
@@ -50,9 +51,10 @@ def _module_calls(rows: Sequence[LayerRow]) -> int:
 class ReportGather(Protocol):
     """What :func:`profile` asks of a ``gather`` helper (:class:`layerprof.RankGather` is one)."""
 
-    def finish(self, report: Report, step: int) -> Report: ...
+    def finish(self, report: Report, step: int) -> Report | None: ...
 
 
+@keeps_rng  # its twins' forwards draw dropout masks: the user's next draw must not move
 def profile(
     model: nn.Module,
     inputs: Inputs,
@@ -147,4 +149,5 @@ def profile(
         kernel_time_ms=kernels,
         timed_on=local_targets(targets, where),
     )
-    return report if gatherer is None else gatherer.finish(report, 0)
+    gathered = None if gatherer is None else gatherer.finish(report, 0)
+    return report if gathered is None else gathered

@@ -6,9 +6,10 @@ from typing import Protocol
 
 from torch import nn
 
+from layerprof.errors import InvalidArgumentError
 from layerprof.report.facade import Report
 
-__all__ = ["TAP_METHODS", "SampleTap"]
+__all__ = ["TAP_METHODS", "SampleTap", "check_tap"]
 
 
 class SampleTap(Protocol):
@@ -23,7 +24,17 @@ class SampleTap(Protocol):
     @property
     def feeds_sink(self) -> bool: ...  # whether this process's sink gets the reports
 
-    def finish(self, report: Report, step: int) -> Report: ...  # this process's report of a sample
+    # this process's report of a sample; None: no report of it (the gather dropped it, and says why)
+    def finish(self, report: Report, step: int) -> Report | None: ...
 
 
 TAP_METHODS = ("attach", "timing_started", "backward_over", "dropped", "close", "finish")
+
+
+def check_tap(gather: SampleTap | None) -> SampleTap | None:
+    """``gather`` itself, once it is None or has every method a watcher calls."""
+    if gather is not None and not all(callable(getattr(gather, m, None)) for m in TAP_METHODS):
+        raise InvalidArgumentError(
+            f"gather must be a layerprof.RankGather (with {', '.join(TAP_METHODS)}), got {gather!r:.80}"
+        )
+    return gather

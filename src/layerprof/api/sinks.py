@@ -9,6 +9,13 @@
 * any other callable: called with the :class:`~layerprof.report.facade.Report` of each sample.
 
 How a step is sampled (a counting step, then a timing step) is in :mod:`layerprof.api.watch`.
+
+A sink is called from wherever the sampled step ends, often from inside ``loss.backward()`` (an
+autograd engine callback). An exception there would come out of the user's backward, with the
+engine's remaining end-of-backward work skipped, so :class:`GuardedSink` catches it: it is logged
+(ERROR, with the traceback, on ``layerprof.api.watch``) and training goes on; with
+``watch(..., strict=True)`` it is held instead and raised, once, by the watcher at the next forward
+of the model, ``flush()`` or ``remove()``: after the step, never inside its backward.
 """
 
 from __future__ import annotations
@@ -17,6 +24,7 @@ import builtins
 import json
 import logging
 import os
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Union
@@ -26,7 +34,15 @@ from layerprof.errors import InvalidArgumentError
 if TYPE_CHECKING:
     from layerprof.report.facade import Report
 
-__all__ = ["JsonLinesSink", "ReportSink", "SinkArg", "log_table", "print_table", "resolve_sink"]
+__all__ = [
+    "GuardedSink",
+    "JsonLinesSink",
+    "ReportSink",
+    "SinkArg",
+    "log_table",
+    "print_table",
+    "resolve_sink",
+]
 
 logger = logging.getLogger("layerprof.api.watch")
 
@@ -64,6 +80,9 @@ class JsonLinesSink:
         with self.path.open("a", encoding="utf-8") as file:
             file.write(line + "\n")
 
+    def __repr__(self) -> str:
+        return f"JsonLinesSink({str(self.path)!r})"
+
 
 class _ReportOnly:
     """A user's callable, which takes the report alone."""
@@ -73,6 +92,9 @@ class _ReportOnly:
 
     def __call__(self, report: Report, step: int) -> None:
         self.call(report)
+
+    def __repr__(self) -> str:
+        return repr(self.call)  # the user's sink, as the user knows it
 
 
 def resolve_sink(sink: SinkArg) -> ReportSink:
@@ -89,3 +111,47 @@ def resolve_sink(sink: SinkArg) -> ReportSink:
         f"sink must be None, print, a file path or a callable taking a Report, got "
         f"{type(sink).__name__}: {sink!r:.80}"
     )
+
+
+class GuardedSink:
+    """Calls ``sink``; an Exception it raises is logged and training goes on, or, with ``strict``,
+    held until :meth:`settle` (the watcher calls it after the step). A BaseException that is not an
+    Exception (KeyboardInterrupt) is not the sink's to swallow: it propagates."""
+
+    def __init__(self, sink: ReportSink, *, strict: bool) -> None:
+        self.sink = sink
+        self.strict = strict
+        self._held: tuple[Exception, int] | None = None  # the error and the step it was raised on
+
+    def __call__(self, report: Report, step: int) -> None:
+        try:
+            self.sink(report, step)
+        except Exception as error:
+            if self.strict and self._held is None:
+                if sys.version_info >= (3, 11):
+                    error.add_note(
+                        f"raised by the layerprof.watch sink {self.sink!r} on the sample of step {step}, "
+                        "and held until after that step (strict=True)"
+                    )
+                self._held = (error, step)
+            else:
+                self._log(error, step)
+
+    def _log(self, error: Exception, step: int) -> None:
+        logger.error(
+            "layerprof: the watch sink %r raised on the sample of step %d; training goes on "
+            "(watch(..., strict=True) raises it after the step instead)",
+            self.sink,
+            step,
+            exc_info=error,
+        )
+
+    def settle(self, *, raise_it: bool = True) -> None:
+        """Raise the held error once (its traceback let go of), or log it instead (``raise_it=False``:
+        another exception is on its way and must not be hidden)."""
+        if self._held is None:
+            return
+        (error, step), self._held = self._held, None
+        if raise_it:
+            raise error
+        self._log(error, step)

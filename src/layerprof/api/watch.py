@@ -38,6 +38,20 @@ forward hooks, so nothing of layerprof runs before the caller catches it: the sa
 mode come off at the next :meth:`Watcher.flush`, forward, or :meth:`Watcher.remove` (leaving a
 ``with layerprof.watch(...)`` block included).
 
+**A backward that raises** (a hook, an autograd Function) never ends, and the engine never runs its
+end callback. While the counted forward awaits its backward, the counting mode reports the first op
+the engine runs: a backward has begun (its end callback is queued then). If the next forward starts
+before that backward ended, it raised: the sample is **dropped**, with a warning naming the step,
+so that it is never reported as a step without backward rows nor with half of them. A backward that
+ends without reaching the model's outputs is another graph's (a GAN's other network): the sample
+waits on. A timed backward that raises leaves its sample reported with untimed backward rows (the
+counts are whole).
+
+**Sinks.** A sink is often called from inside ``loss.backward()`` (an engine callback): an error it
+raises is logged (ERROR on ``layerprof.api.watch``, with the traceback) and the training step goes on,
+its gradients whole; ``strict=True`` raises it instead after the step, at the next forward of the
+model, :meth:`Watcher.flush` or :meth:`Watcher.remove` (:class:`~layerprof.api.sinks.GuardedSink`).
+
 **Where it lives.** The life cycle of a sample is one state machine, a table from (phase, event) to
 transition (:mod:`layerprof.api.watch_states`); the counting mode is entered and left by one helper
 (:mod:`layerprof.api.counting_mode`); a sample's data and report are in
@@ -52,7 +66,10 @@ one report gathered from every rank on rank 0, with a row for DDP's gradient all
 Limits: one forward is one sample, so a model called twice before one backward (two inputs through
 one network) is sampled without its backward; a forward whose control flow depends on its data gets
 its backward untimed (and says so in the log); a backward called on another thread than the counted
-forward is not counted (the mode is per thread); checkpointed (recomputed) forwards are not supported.
+forward is not counted (the mode is per thread); checkpointed (recomputed) forwards are not supported
+(a forward inside the counted backward drops the sample). A backward whose very first node raises
+before any op ran cannot be told from no backward at all: that sample is reported without backward
+rows, as a validation step with grad enabled is.
 """
 
 from __future__ import annotations
@@ -76,13 +93,20 @@ def watch(
     backward: bool = True,
     sink: SinkArg = None,
     gather: SampleTap | bool | None = None,
+    strict: bool = False,
 ) -> Watcher:
     """Sample one training step of ``model`` in every ``every`` forwards: a per-layer report of the
     forward and the backward (FLOPs, bytes, times, roofline verdicts on ``target``) goes to ``sink``
     (see :mod:`layerprof.api.sinks`). Between samples the model carries one forward pre-hook on its root.
 
     ``backward=False`` samples forwards only. ``watcher.remove()`` (or leaving ``with watch(...)``)
-    takes every hook off, a sample in flight included. How a step is sampled: :mod:`layerprof.api.watch`.
+    takes every hook off, a sample in flight included, and lets go of the model. How a step is
+    sampled: :mod:`layerprof.api.watch`. A sampled step whose backward raised is dropped (a warning
+    names the step), not reported.
+
+    A sink that raises never breaks the training step: its error is logged and training goes on.
+    ``strict=True`` raises it after the step instead: at the next forward of the model, at
+    ``watcher.flush()`` or at ``watcher.remove()``, never inside the backward.
 
     Under ``torch.distributed`` with several ranks (DDP), rank 0's sink gets one report of every
     rank's sample, with DDP's all-reduce in a row of its own (:mod:`layerprof.distributed.gather`); pass a
@@ -95,4 +119,5 @@ def watch(
         backward=backward,
         sink=resolve_sink(sink),
         gather=default_gather(gather),
+        strict=strict,
     )

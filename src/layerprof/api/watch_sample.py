@@ -7,7 +7,7 @@ how to take all of it off (:meth:`Sample.release`) and how to turn it into a rep
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import torch
@@ -15,7 +15,7 @@ from torch import nn
 from torch.utils._pytree import tree_leaves
 from torch.utils.hooks import RemovableHandle
 
-from layerprof.api.counting_mode import CountingMode
+from layerprof.api.counting_mode import CountingMode, ModesToLeave
 from layerprof.api.watch_states import SampleState
 from layerprof.core.records import LayerRow
 from layerprof.hardware.specs import DeviceSpec
@@ -28,7 +28,19 @@ from layerprof.walk.collect import ROOT_NAME, Collector
 from layerprof.walk.hooks import remove_all
 from layerprof.walk.inputs import InputSpec, describe, model_device
 
-__all__ = ["Sample", "StepKind", "grad_outputs", "sample_report", "step_kind"]
+__all__ = ["NO_CALL", "Call", "Sample", "StepKind", "grad_outputs", "sample_report", "step_kind"]
+
+
+@dataclass(frozen=True, slots=True)
+class Call:
+    """What the hook that fired an event saw: a starting forward's inputs, an ending one's outputs."""
+
+    args: tuple[Any, ...] = ()
+    kwargs: dict[str, Any] = field(default_factory=dict)
+    grads: tuple[torch.Tensor, ...] = ()  # outputs a followed backward can start from
+
+
+NO_CALL = Call()
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,9 +137,10 @@ class Sample:
         self.timer.close()
         remove_all(self.handles)
 
-    def release(self) -> None:
-        """Take off every hook the sample installed; idempotent, never stops halfway. The counting
-        mode is the watcher's to leave (it may have to wait for the training thread)."""
+    def release(self, to_leave: ModesToLeave) -> None:
+        """Take off every hook the sample installed, and the counting mode off the stack (or into
+        ``to_leave`` when it has to wait for the training thread); idempotent, never stops halfway.
+        The mode lets go of the collector and the model even while it waits."""
         try:
             remove_all(self.handles)
             collector, self.collector = self.collector, None
@@ -140,9 +153,13 @@ class Sample:
             try:
                 self.timer.close()
             finally:
-                if self.backward_timer is not None:
-                    self.backward_timer.close()
-                    self.backward_timer.on_done = None  # it refers back to the sample
+                try:
+                    if self.backward_timer is not None:
+                        self.backward_timer.close()
+                        self.backward_timer.on_done = None  # it refers back to the sample
+                finally:
+                    self.mode.forget()
+                    to_leave.leave(self.mode)
 
 
 def sample_report(sample: Sample, model: nn.Module, targets: tuple[DeviceSpec, ...]) -> Report:

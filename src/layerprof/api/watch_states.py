@@ -19,13 +19,14 @@ import enum
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-__all__ = ["IGNORED", "TRANSITIONS", "Action", "Event", "Phase", "SampleState", "Transition"]
+__all__ = ["IGNORED", "OFF_THREAD", "TRANSITIONS", "Action", "Event", "Phase", "SampleState", "Transition"]
 
 
 class Phase(enum.Enum):
     NEW = "new"  # made at a sampling forward; nothing installed yet
     COUNT_FORWARD = "count forward"  # the counting mode counts, the collector's module hooks are on
     AWAIT_BACKWARD = "await backward"  # the counted forward returned outputs that need a gradient
+    BACKWARD_RUNNING = "backward running"  # a backward runs ops, and has not reached those outputs yet
     COUNT_BACKWARD = "count backward"  # that backward reached the model: its end callback is queued
     COUNTED_OFF_THREAD = "counted off thread"  # the engine ended it on another thread: rows read later
     ARMED = "armed"  # the counts are in; the timer's hooks wait for a forward of the same kind
@@ -42,6 +43,8 @@ class Event(enum.Enum):
     FORWARD_ENDED = "forward ended"  # the root's forward returned; no output leads to a followed backward
     FORWARD_ENDED_WITH_GRAD = "forward ended with grad"  # ... and some output does
     FORWARD_RAISED = "forward raised"  # the root's always_call forward hook, with an Exception in flight
+    BACKWARD_SEEN = "backward seen"  # the counting mode met an op run by the autograd engine
+    BACKWARD_OVER = "backward over"  # the end callback of that backward (queued by WATCH_BACKWARD)
     COUNTED_BACKWARD_STARTED = "counted backward started"  # a pre-hook on a counted output's node
     COUNTED_BACKWARD_OVER = "counted backward over"  # its end callback, on the counting thread
     COUNTED_BACKWARD_OVER_OFF_THREAD = "counted backward over off thread"  # on another (device) thread
@@ -62,6 +65,7 @@ class Action(enum.Enum):
     NOTHING = "nothing"
     START_COUNTING = "start counting"  # the collector's hooks, the root forward hook, the mode entered
     FOLLOW_BACKWARD = "follow backward"  # module hooks off, pre-hooks on the outputs' nodes, timer on
+    WATCH_BACKWARD = "watch backward"  # queue the engine callback that says a backward ended
     COUNTS_IN = "counts in"  # module hooks off, END_COUNTING, timer on (a step without backward)
     QUEUE_END = "queue end"  # queue the engine callback that ends the counted backward
     END_COUNTING = "end counting"  # leave the mode (not from an engine callback), read rows, drop graph
@@ -75,6 +79,7 @@ class Action(enum.Enum):
     TELL_GATHER_AND_EMIT = "tell gather and emit"
     EMIT = "emit"  # build the report, release, hand it to the sink
     DROP = "drop"  # log why, tell the gather helper, release
+    ABANDON = "abandon"  # DROP, logged as a warning: the step it sampled failed (its backward raised)
     DROP_INTERRUPTED = "drop interrupted"  # DROP from the root pre-hook; the collector off at its end
     REFUSE = "refuse"  # an illegal event: log it, then as DROP
     RELEASE = "release"  # take everything off, silently (remove(), a handler that raised)
@@ -96,6 +101,15 @@ def _drop(why: str) -> Transition:
     return Transition(P.DROPPED, A.DROP, why=why)
 
 
+# A backward that never ended before the next forward raised (its engine callback never ran); a
+# forward of the model inside the backward (recomputation) is not supported and lands here too.
+_BACKWARD_RAISED = Transition(
+    P.DROPPED,
+    A.ABANDON,
+    why="its counted backward raised (or ran a forward of the model): its backward rows would be incomplete",
+)
+
+
 TERMINAL: frozenset[Phase] = frozenset({P.EMITTED, P.DROPPED})
 LIVE: tuple[Phase, ...] = tuple(p for p in Phase if p not in TERMINAL)
 
@@ -112,9 +126,15 @@ TRANSITIONS: Mapping[tuple[Phase, Event], Transition] = {
     (P.COUNT_FORWARD, E.FLUSH): _drop("the counted forward did not return"),
     (P.AWAIT_BACKWARD, E.COUNTED_BACKWARD_STARTED): Transition(P.COUNT_BACKWARD, A.QUEUE_END),
     (P.AWAIT_BACKWARD, E.FORWARD_STARTED): _END_COUNTING_THEN_MEET,  # no backward came (validation)
+    # A backward's first ops (the loss's nodes) run before it reaches the model's outputs; one that
+    # ends without reaching them is another graph's (a GAN's other network), not this step's.
+    (P.AWAIT_BACKWARD, E.BACKWARD_SEEN): Transition(P.BACKWARD_RUNNING, A.WATCH_BACKWARD),
+    (P.BACKWARD_RUNNING, E.COUNTED_BACKWARD_STARTED): Transition(P.COUNT_BACKWARD, A.QUEUE_END),
+    (P.BACKWARD_RUNNING, E.BACKWARD_OVER): Transition(P.AWAIT_BACKWARD),
+    (P.BACKWARD_RUNNING, E.FORWARD_STARTED): _BACKWARD_RAISED,  # before it reached the model
     (P.COUNT_BACKWARD, E.COUNTED_BACKWARD_OVER): Transition(P.ARMED, A.END_COUNTING),
     (P.COUNT_BACKWARD, E.COUNTED_BACKWARD_OVER_OFF_THREAD): Transition(P.COUNTED_OFF_THREAD),
-    (P.COUNT_BACKWARD, E.FORWARD_STARTED): _END_COUNTING_THEN_MEET,  # the backward raised
+    (P.COUNT_BACKWARD, E.FORWARD_STARTED): _BACKWARD_RAISED,
     (P.COUNTED_OFF_THREAD, E.FLUSH): Transition(P.ARMED, A.END_COUNTING),
     (P.COUNTED_OFF_THREAD, E.FORWARD_STARTED): _END_COUNTING_THEN_MEET,
     # -- between the two steps
@@ -144,7 +164,13 @@ TRANSITIONS: Mapping[tuple[Phase, Event], Transition] = {
     **{(p, E.HANDLER_RAISED): Transition(P.DROPPED, A.RELEASE) for p in LIVE},
 }
 
-_AFTER_COUNTED_FORWARD = (P.AWAIT_BACKWARD, P.COUNT_BACKWARD, P.COUNTED_OFF_THREAD)
+#: The event an engine callback ending a backward fires instead when it runs on another thread.
+OFF_THREAD: Mapping[Event, Event] = {
+    E.COUNTED_BACKWARD_OVER: E.COUNTED_BACKWARD_OVER_OFF_THREAD,
+    E.TIMED_BACKWARD_OVER: E.TIMED_BACKWARD_OVER_OFF_THREAD,
+}
+
+_AFTER_COUNTED_FORWARD = (P.AWAIT_BACKWARD, P.BACKWARD_RUNNING, P.COUNT_BACKWARD, P.COUNTED_OFF_THREAD)
 _AFTER_COUNTING = (P.ARMED, P.LETTING_THROUGH, P.TIME_FORWARD, P.TIME_BACKWARD, P.TIMED_OFF_THREAD)
 _FORWARD_ENDS = (E.FORWARD_ENDED, E.FORWARD_ENDED_WITH_GRAD)
 _COUNTED_ENDS = (E.COUNTED_BACKWARD_OVER, E.COUNTED_BACKWARD_OVER_OFF_THREAD)
@@ -152,6 +178,10 @@ _COUNTED_ENDS = (E.COUNTED_BACKWARD_OVER, E.COUNTED_BACKWARD_OVER_OFF_THREAD)
 #: Events that can arrive in a live phase and need nothing, each with the reason.
 IGNORED: Mapping[tuple[Phase, Event], str] = {
     (P.AWAIT_BACKWARD, E.FLUSH): "no backward has come yet",
+    (P.BACKWARD_RUNNING, E.FLUSH): "a backward runs; the next forward tells whether it raised",
+    # The mode reports an op when the phase awaits a backward: two device threads may both see that.
+    (P.BACKWARD_RUNNING, E.BACKWARD_SEEN): "another thread's first op of the same backward",
+    (P.COUNT_BACKWARD, E.BACKWARD_SEEN): "another thread's first op of the same backward",
     (P.COUNT_BACKWARD, E.FLUSH): "the counted backward is not over",
     (P.TIME_BACKWARD, E.FLUSH): "the timed backward is not over",
     (P.COUNT_BACKWARD, E.COUNTED_BACKWARD_STARTED): "another output's node: the end is queued once",
@@ -162,6 +192,11 @@ IGNORED: Mapping[tuple[Phase, Event], str] = {
     # A forward started during the counted backward (recomputation) ended the counting step; the
     # backward's end callback comes afterwards.
     **{(p, e): "a stale end of the counted backward" for p in _AFTER_COUNTING for e in _COUNTED_ENDS},
+    # WATCH_BACKWARD's callback runs first among those of the backward that reached the model.
+    **{
+        (p, E.BACKWARD_OVER): "the end of a backward that reached the model"
+        for p in (P.COUNT_BACKWARD, P.COUNTED_OFF_THREAD, *_AFTER_COUNTING)
+    },
 }
 
 _NOTHING_AFTER = "the sample is over: a late hook or callback of it"
@@ -193,7 +228,12 @@ class SampleState:
     @property
     def counting(self) -> bool:
         """The counting mode prices the ops that pass it; else it passes them through untouched."""
-        return self.phase in (P.COUNT_FORWARD, P.AWAIT_BACKWARD, P.COUNT_BACKWARD)
+        return self.phase in (P.COUNT_FORWARD, P.AWAIT_BACKWARD, P.BACKWARD_RUNNING, P.COUNT_BACKWARD)
+
+    @property
+    def awaiting_backward(self) -> bool:
+        """The counted forward returned and no backward runs: the mode reports the next one's first op."""
+        return self.phase is P.AWAIT_BACKWARD
 
     @property
     def counted_forward(self) -> bool:
