@@ -74,9 +74,9 @@ def make_report(**fields: object) -> Report:
 TITLES = [
     (
         {"model_name": "Net", "inputs": INPUTS},
-        "layerprof: Net (2x3x8x8, mask=2x8)",
+        "layerprof: Net (2x3x8x8, mask=2x8 bool)",
         "layerprof: Net",
-        "Net (2x3x8x8, mask=2x8)",
+        "Net (2x3x8x8, mask=2x8 bool)",
     ),
     ({"model_name": "Net"}, "layerprof: Net ()", "layerprof: Net", "Net"),
     ({"model_name": "Net", "inputs": InputSpec(())}, "layerprof: Net ()", "layerprof: Net", "Net"),

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import replace
+from typing import Any
 
 import torch
 from torch import nn
@@ -38,6 +40,7 @@ def analyze(
     model: nn.Module,
     inputs: Inputs | None = None,
     *,
+    kwargs: Mapping[str, Any] | None = None,
     input_size: InputSize | None = None,
     dtype: torch.dtype | str | None = None,
     target: TargetArg = None,
@@ -55,7 +58,10 @@ def analyze(
     torch.bool)}``. When the forward fails on these inputs, the error gives the innermost cause
     (torch's own message) and, where the sizes are the likely culprit, says which.
 
-    With ``inputs`` (a tensor, a tuple or a dict) it runs once on them, under ``torch.no_grad()``.
+    With ``inputs`` it runs once on them, under ``torch.no_grad()``: a tensor is the one positional
+    input, a tuple or list the positional inputs in order, and a dict the keyword inputs (the model
+    is called as ``model(**inputs)``). ``kwargs=`` gives keyword inputs next to positional ones:
+    ``analyze(model, x, kwargs={"mask": m})`` calls ``model(x, mask=m)``.
     Either way a twin of the model runs, so the model itself keeps its hooks, buffers, flags and
     device. The model is counted in the mode it is in (``model.eval()`` for inference counts).
 
@@ -67,10 +73,13 @@ def analyze(
         raise InvalidArgumentError(f"backward must be True or False, got {backward!r}")
     model = check_model(model)
     targets = resolve_targets(target)
-    if inputs is None and input_size is None:
+    given = inputs is not None or kwargs is not None
+    if not given and input_size is None:
         raise InvalidArgumentError("analyze needs example inputs or input_size=(batch, ...); got neither")
-    if inputs is not None and input_size is not None:
-        raise InvalidArgumentError("give inputs or input_size, not both")
+    if given and input_size is not None:
+        raise InvalidArgumentError(
+            "give inputs (and kwargs) or input_size, not both; keyword input sizes are a dict in input_size"
+        )
     if input_size is not None:
         run_dtype = input_dtype(dtype, "dtype") if dtype is not None else torch.float32
         int8 = run_dtype == torch.int8
@@ -95,7 +104,7 @@ def analyze(
             raise InvalidArgumentError(
                 f"dtype={dtype!r} applies to input_size only; with real inputs, cast the model and inputs"
             )
-        args, kwargs = split_inputs(inputs)  # type: ignore[arg-type]
+        args, kwargs = split_inputs(inputs, kwargs)
         spec = describe(args, kwargs)
         where = model_device(model)
         on_meta = where is not None and where.type == "meta"

@@ -23,7 +23,16 @@ from layerprof.timing.kernels import kernel_times
 from layerprof.timing.layers import LayerTimer, check_counts, measure
 from layerprof.timing.rows import timed_rows
 from layerprof.walk.collect import ROOT_NAME
-from layerprof.walk.inputs import Inputs, check_devices, describe, model_device, split_inputs, to_meta
+from layerprof.walk.inputs import (
+    Inputs,
+    InputSize,
+    check_devices,
+    describe,
+    model_device,
+    sizes_to_spec,
+    split_inputs,
+    to_meta,
+)
 from layerprof.walk.twin import make_twin
 
 __all__ = ["ReportGather", "profile"]
@@ -54,11 +63,34 @@ class ReportGather(Protocol):
     def finish(self, report: Report, step: int) -> Report | None: ...
 
 
+def _inputs(
+    model: nn.Module, inputs: Inputs | None, kwargs: Mapping[str, Any] | None, input_size: InputSize | None
+) -> tuple[tuple[Any, ...], dict[str, Any]]:
+    """The call's (args, kwargs): the inputs given, or random ones made from ``input_size``."""
+    given = inputs is not None or kwargs is not None
+    if given == (input_size is not None):
+        raise InvalidArgumentError(
+            "profile needs example inputs (and kwargs) or input_size=(batch, ...), one of them: got "
+            + ("both" if given else "neither")
+        )
+    if input_size is None:
+        return split_inputs(inputs, kwargs)
+    where = model_device(model) or torch.device("cpu")
+    if where.type == "meta":
+        raise InvalidArgumentError(
+            "profile times real forwards, but the model is on the meta device; use analyze"
+        )
+    floating = next((p.dtype for p in model.parameters() if p.is_floating_point()), torch.float32)
+    return sizes_to_spec(input_size, floating, str(where)).make()
+
+
 @keeps_rng  # its twins' forwards draw dropout masks: the user's next draw must not move
 def profile(
     model: nn.Module,
-    inputs: Inputs,
+    inputs: Inputs | None = None,
     *,
+    kwargs: Mapping[str, Any] | None = None,
+    input_size: InputSize | None = None,
     target: TargetArg = "auto",
     warmup: int = 5,
     repeat: int = 20,
@@ -67,6 +99,15 @@ def profile(
 ) -> Report:
     """Count FLOPs and bytes per layer, then time every layer on this machine (the model's device).
 
+    * The inputs: ``inputs`` is a tensor (the one positional input), a tuple or list (positional
+      inputs in order) or a dict (keyword inputs: the model is called as ``model(**inputs)``);
+      ``kwargs=`` gives keyword inputs next to positional ones (``profile(model, x, kwargs={"mask":
+      m})`` times ``model(x, mask=m)``). Or ``input_size`` makes them, in the forms analyze takes (a
+      size, a ``(size, dtype)`` pair, a sequence of those, a dict of them for keyword inputs), on the
+      model's device: a size alone is an input of the model's floating dtype (float32 for a model
+      without floating parameters); floating and complex inputs are ``torch.randn``, integer and
+      bool ones zeros (index 0 is always valid, a mask all False). The random inputs are drawn from
+      a fork of the RNG: the caller's next draw is the one it would have been.
     * Counting runs untimed, on a meta twin fed inputs of the same shapes and dtypes (on a real twin
       and the real inputs when the model needs values, e.g. ``.item()``).
     * Timing runs ``warmup`` rounds, then ``repeat`` rounds, under ``torch.no_grad()``. A round is one
@@ -94,7 +135,7 @@ def profile(
         raise InvalidArgumentError(f"gather must be a layerprof.RankGather, got {gather!r:.80}")
     if not isinstance(kernel_time, bool):
         raise InvalidArgumentError(f"kernel_time must be True or False, got {kernel_time!r}")
-    args, kwargs = split_inputs(inputs)
+    args, kwargs = _inputs(model, inputs, kwargs, input_size)
     where = _run_device(model, args, kwargs)
     if where.type == "meta":
         raise InvalidArgumentError(

@@ -62,7 +62,7 @@ def keeps_rng(function: Callable[_P, _R]) -> Callable[_P, _R]:
     def kept(*args: _P.args, **kwargs: _P.kwargs) -> _R:
         model = args[0] if args else kwargs.get("model")
         inputs = args[1] if len(args) > 1 else kwargs.get("inputs")
-        with rng_kept(model, inputs):
+        with rng_kept(model, inputs, kwargs.get("kwargs")):
             return function(*args, **kwargs)
 
     return kept

@@ -78,8 +78,15 @@ def _container(name: str) -> str:
     return rownames.module_path_name(rownames.module_of(name))
 
 
-def crosscheck(report: Report, model: nn.Module | None, inputs: Any = None) -> Crosscheck:
-    """Run fvcore on ``model`` (default: the report's model) and compare matrix MACs per row."""
+def crosscheck(
+    report: Report, model: nn.Module | None, inputs: Any = None, keywords: Mapping[str, Any] | None = None
+) -> Crosscheck:
+    """Run fvcore on ``model`` (default: the report's model) and compare matrix MACs per row.
+
+    ``inputs`` and ``keywords`` take the forms analyze's ``inputs`` and ``kwargs`` do (a dict
+    ``inputs`` is keyword inputs); without them, inputs like the report's are made. fvcore traces
+    positional tensors only, so a model given keyword inputs is traced through :class:`_Positional`.
+    """
     from fvcore.nn import FlopCountAnalysis
     from fvcore.nn.flop_count import _DEFAULT_SUPPORTED_OPS
 
@@ -88,20 +95,22 @@ def crosscheck(report: Report, model: nn.Module | None, inputs: Any = None) -> C
     if inputs is None:
         if report.inputs is None:
             raise InvalidArgumentError("the report has no input description; pass inputs= to crosscheck")
-        args, kwargs = report.inputs.make(_device_of(model))
+        with torch.random.fork_rng(devices=[]):  # random inputs: the caller's next draw must not move
+            args, kwargs = report.inputs.make(_device_of(model))
         args = tuple(_like_model(a, model) for a in args)
+        # A keyword value that was not a tensor is not recorded: the model's default stands in for it.
+        kwargs = {k: _like_model(v, model) for k, v in kwargs.items() if v is not None}
     else:
-        args, kwargs = split_inputs(inputs)
-    if kwargs:
-        raise InvalidArgumentError("fvcore traces positional inputs only; this model takes keyword inputs")
+        args, kwargs = split_inputs(inputs, keywords)
+    traced, traced_args, prefix = _positional(model, args, kwargs)
 
-    analysis = FlopCountAnalysis(model, args if len(args) != 1 else args[0])
+    analysis = FlopCountAnalysis(traced, traced_args if len(traced_args) != 1 else traced_args[0])
     matrix_handles = {name: _DEFAULT_SUPPORTED_OPS[name] for name in _MATRIX_HANDLES}
     analysis.clear_op_handles().set_op_handle(**matrix_handles)
     analysis.set_op_handle(**dict.fromkeys(_NON_MATRIX_HANDLES))
     analysis.unsupported_ops_warnings(False).uncalled_modules_warnings(False).tracer_warnings("none")
     with torch.no_grad():
-        by_module = analysis.by_module()
+        by_module = _unprefixed(analysis.by_module(), prefix)
     children = {name: [c for c, _ in module.named_children()] for name, module in model.named_modules()}
 
     disagreements = []
@@ -128,7 +137,8 @@ def crosscheck(report: Report, model: nn.Module | None, inputs: Any = None) -> C
         ours_total += ours
         if ours != theirs:
             module_name = rownames.module_path_name(rownames.module_of(name))
-            gaps = analysis.unsupported_ops(module_name) if module_name in by_module else {}
+            traced_name = prefix + module_name if module_name else prefix.rstrip(".")
+            gaps = analysis.unsupported_ops(traced_name) if module_name in by_module else {}
             reason = "fvcore has no handle for " + ", ".join(sorted(gaps)) if gaps else "no known fvcore gap"
             disagreements.append(Disagreement(name, ours, theirs, reason))
     return Crosscheck(
@@ -138,6 +148,48 @@ def crosscheck(report: Report, model: nn.Module | None, inputs: Any = None) -> C
         disagreements=tuple(disagreements),
         fvcore_unsupported=dict(analysis.unsupported_ops()),
     )
+
+
+class _Positional(nn.Module):
+    """``model`` called with keyword inputs, as fvcore can trace it: its forward takes the positional
+    inputs, then the keyword tensors in a fixed order, and calls ``model(*args, name=tensor, ...)``;
+    keyword values that are not tensors are kept as constants. Its rows are the model's, under
+    ``model.`` (:func:`_unprefixed` takes that off)."""
+
+    def __init__(self, model: nn.Module, positional: int, names: tuple[str, ...], constants: dict[str, Any]):
+        super().__init__()
+        self.model = model
+        self.positional = positional
+        self.names = names
+        self.constants = constants
+
+    def forward(self, *values: Any) -> Any:
+        args, tensors = values[: self.positional], values[self.positional :]
+        return self.model(*args, **self.constants, **dict(zip(self.names, tensors, strict=True)))
+
+
+def _positional(
+    model: nn.Module, args: tuple[Any, ...], kwargs: Mapping[str, Any]
+) -> tuple[nn.Module, tuple[Any, ...], str]:
+    """What fvcore traces, its positional inputs and the prefix its module names carry."""
+    if not kwargs:
+        return model, args, ""
+    names = tuple(k for k, v in kwargs.items() if isinstance(v, torch.Tensor))
+    constants = {k: v for k, v in kwargs.items() if k not in names}
+    adapter = _Positional(model, len(args), names, constants)
+    return adapter, (*args, *(kwargs[k] for k in names)), "model."
+
+
+def _unprefixed(by_module: Mapping[str, Any], prefix: str) -> dict[str, Any]:
+    """fvcore's counts per module of ``model``, named as in ``model``: the adapter's prefix taken off."""
+    if not prefix:
+        return dict(by_module)
+    root = prefix.rstrip(".")
+    return {
+        name.removeprefix(prefix) if name != root else "": count
+        for name, count in by_module.items()
+        if name == root or name.startswith(prefix)
+    }
 
 
 def _device_of(model: nn.Module) -> torch.device:

@@ -167,10 +167,14 @@ class Report:
 
         return plot.plot_roofline(self, path, label_top=label_top)
 
-    def crosscheck(self, model: nn.Module | None = None, inputs: Any = None) -> Crosscheck:
-        """Count the same model with fvcore and list the layers where the two disagree."""
+    def crosscheck(
+        self, model: nn.Module | None = None, inputs: Any = None, kwargs: Mapping[str, Any] | None = None
+    ) -> Crosscheck:
+        """Count the same model with fvcore and list the layers where the two disagree. ``inputs`` and
+        ``kwargs`` take analyze's forms (a dict ``inputs`` is keyword inputs); by default inputs like
+        the report's are made, keyword ones too."""
         from layerprof.report import crosscheck
 
         if model is None:
             model = self._model() if self._model is not None else None
-        return crosscheck.crosscheck(self, model, inputs)
+        return crosscheck.crosscheck(self, model, inputs, kwargs)

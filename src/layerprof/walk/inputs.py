@@ -46,14 +46,35 @@ class InputSpec:
         return tuple(build(s) for s in self.positional), {k: build(s) for k, s in self.keyword}
 
 
-def split_inputs(inputs: Inputs) -> tuple[tuple[Any, ...], dict[str, Any]]:
-    """(args, kwargs) for ``model(*args, **kwargs)``."""
+def split_inputs(
+    inputs: Inputs | None, kwargs: Mapping[str, Any] | None = None
+) -> tuple[tuple[Any, ...], dict[str, Any]]:
+    """(args, kwargs) for ``model(*args, **kwargs)``.
+
+    ``inputs`` is a tensor (one positional input), a tuple or list (positional inputs, in order) or a
+    dict (keyword inputs: ``model(**inputs)``); ``kwargs`` adds keyword inputs next to positional ones.
+    A name given by both a dict ``inputs`` and ``kwargs`` is refused.
+    """
+    if kwargs is not None and (
+        not isinstance(kwargs, Mapping) or not all(isinstance(k, str) for k in kwargs)
+    ):
+        raise InvalidArgumentError(
+            f"kwargs must be a dict of keyword inputs (names to values), got {type(kwargs).__name__}"
+        )
+    extra = dict(kwargs or {})
+    if inputs is None:
+        return (), extra
     if isinstance(inputs, torch.Tensor):
-        return (inputs,), {}
+        return (inputs,), extra
     if isinstance(inputs, Mapping):
-        return (), dict(inputs)
+        if not all(isinstance(k, str) for k in inputs):
+            raise InvalidArgumentError("inputs as a dict are keyword inputs: its keys must be names (str)")
+        both = sorted(set(inputs) & set(extra))
+        if both:
+            raise InvalidArgumentError(f"keyword inputs {both} given both in the inputs dict and in kwargs")
+        return (), {**inputs, **extra}
     if isinstance(inputs, (tuple, list)):
-        return tuple(inputs), {}
+        return tuple(inputs), extra
     raise InvalidArgumentError(
         f"inputs must be a tensor, a tuple/list of inputs or a dict of keyword inputs, "
         f"got {type(inputs).__name__}"
