@@ -1,8 +1,9 @@
 """Rank 0's report with every rank's times, and a report with the all-reduce row: rebuilt, never mutated.
 
-Each rank sends a :class:`RankSample` (plain numbers). :func:`merge_ranks` keeps rank 0's counts
-(compared with every other rank's; a disagreement is logged), takes each row's time as the median
-over the ranks and keeps every rank's in ``report.ranks``. :func:`with_allreduce` adds the
+Each rank sends a :class:`RankSample` (plain numbers, with the step it sampled and its kind).
+:func:`merge_ranks` merges samples of one step and one kind only (it refuses any other), keeps rank
+0's counts (compared with every other rank's; a disagreement is logged), takes each row's time as the
+median over the ranks and keeps every rank's in ``report.ranks``. :func:`with_allreduce` adds the
 ``(ddp)/allreduce`` row and grows the step by the part of the all-reduce the backward did not hide.
 Both work verdicts, totals and coverage out again, as ``build_report`` does.
 """
@@ -14,20 +15,32 @@ import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from types import MappingProxyType
-from typing import Any
+from typing import Any, Literal
 
 from layerprof.core import rownames
 from layerprof.core.records import LayerRow, Phase
 from layerprof.core.totals import total_row
+from layerprof.errors import InvalidArgumentError
 from layerprof.report.facade import AllreduceTime, RankTimes, Report
 from layerprof.roofline.verdicts import judge
 
-__all__ = ["STRAGGLER_THRESHOLD", "RankRow", "RankSample", "merge_ranks", "with_allreduce"]
+__all__ = [
+    "STRAGGLER_THRESHOLD",
+    "RankRow",
+    "RankSample",
+    "SampleKind",
+    "check_one_sample",
+    "merge_ranks",
+    "with_allreduce",
+]
 
 logger = logging.getLogger(__name__)
 
 #: A row is a straggler when its slowest rank takes more than this times the median over the ranks.
 STRAGGLER_THRESHOLD = 1.2
+
+#: What a sample timed: a training step (forward and backward rows) or a forward alone.
+SampleKind = Literal["train", "forward-only"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,20 +58,37 @@ class RankRow:
 @dataclass(frozen=True, slots=True)
 class RankSample:
     """One rank's sample as plain numbers: what travels to rank 0 (a Report holds a weak reference
-    to the model and read-only mappings, which do not pickle)."""
+    to the model and read-only mappings, which do not pickle). ``step`` is the index of the sampled
+    forward on that rank (0 for ``profile``)."""
 
     rank: int
     step: int
     rows: tuple[RankRow, ...]
     total_ms: float | None
     allreduce: AllreduceTime | None
+    kind: SampleKind = "forward-only"
 
     @staticmethod
     def of(report: Report, rank: int, step: int) -> RankSample:
         rows = tuple(
             RankRow(r.phase, r.name, r.time_ms, r.time_iqr_ms, r.flops, r.bytes_total) for r in report.layers
         )
-        return RankSample(rank, step, rows, report.total.time_ms, report.allreduce)
+        trained = any(r.phase == "backward" and r.name != rownames.ALLREDUCE for r in report.layers)
+        kind: SampleKind = "train" if trained else "forward-only"
+        return RankSample(rank, step, rows, report.total.time_ms, report.allreduce, kind)
+
+    def describe(self) -> str:
+        """``rank 1: step 4 (train)``, for messages."""
+        return f"rank {self.rank}: step {self.step} ({self.kind})"
+
+
+def check_one_sample(samples: Sequence[RankSample]) -> None:
+    """Raise :class:`~layerprof.errors.InvalidArgumentError` unless every sample is of one step and kind."""
+    if len({(s.step, s.kind) for s in samples}) > 1:
+        raise InvalidArgumentError(
+            "layerprof: samples of different steps or kinds are never merged: "
+            + ", ".join(s.describe() for s in samples)
+        )
 
 
 def _median(values: Sequence[float | None]) -> float | None:
@@ -70,13 +100,6 @@ def _check_counts(samples: Sequence[RankSample]) -> None:
     """Log the first row whose counts differ between rank 0 and another rank."""
     reference = {(r.phase, r.name): (r.flops, r.bytes_total) for r in samples[0].rows}
     for sample in samples[1:]:
-        if sample.step != samples[0].step:
-            logger.warning(
-                "layerprof: rank %d sampled step %d, rank 0 step %d",
-                sample.rank,
-                sample.step,
-                samples[0].step,
-            )
         for row in sample.rows:
             counts = reference.get((row.phase, row.name))
             if counts != (row.flops, row.bytes_total):
@@ -92,7 +115,9 @@ def merge_ranks(
     report: Report, samples: Sequence[RankSample], *, straggler_threshold: float = STRAGGLER_THRESHOLD
 ) -> Report:
     """Rank 0's ``report`` with every rank's times: row times become medians over the ranks and
-    ``report.ranks`` keeps each rank's (``samples`` in rank order, rank 0's first)."""
+    ``report.ranks`` keeps each rank's (``samples`` in rank order, rank 0's first). Samples of
+    different steps or kinds are refused (:class:`~layerprof.errors.InvalidArgumentError`)."""
+    check_one_sample(samples)
     _check_counts(samples)
     by_rank = [{(r.phase, r.name): r for r in sample.rows} for sample in samples]
     rows_ms: dict[tuple[Phase, str], tuple[float | None, ...]] = {}
