@@ -300,7 +300,7 @@ def test_a_damaged_report_is_a_usage_error_not_a_regression(
         (lambda d: d["layers"][0].update(flops=-5), "got -5"),
         (lambda d: d["layers"][0].pop("name"), "layers[0] is malformed: a row needs a name"),
         (lambda d: d["layers"][0].update(time_ms=float("inf")), "time_ms must be a finite number"),
-        (lambda d: d["layers"][0].update(phase="sideways"), "phase must be forward or backward"),
+        (lambda d: d["layers"][0].update(phase="sideways"), "phase must be forward, backward or step"),
     ],
     ids=["null-total", "missing-total", "nan", "huge", "negative", "nameless", "infinite-time", "phase"],
 )

@@ -266,8 +266,8 @@ def test_the_watcher_tells_its_gather_helper_each_stage(feeds_sink: bool) -> Non
     reports: list[Report] = []
     watcher = layerprof.watch(Small(), every=2, target=None, sink=reports.append, gather=tap)
     with watcher:
-        train_small(watcher.model, 3)  # forward 2 counted, 3 timed
-    assert tap.calls == ["attach", "timing", "backward over", "finish 2", "close"]
+        train_small(watcher.model, 3)  # step 0 counted, 1 timed; 2 counted, removed in flight
+    assert tap.calls == ["attach", "timing", "backward over", "finish 0", "close"]
     assert watcher.last_report is not None and watcher.last_report.model_name == "finished"
     assert [r.model_name for r in reports] == (["finished"] if feeds_sink else [])
 

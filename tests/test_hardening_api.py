@@ -280,7 +280,7 @@ def test_a_counted_step_whose_backward_raised_is_dropped(
     data = batches()
     with caplog.at_level(logging.WARNING, logger="layerprof"), watcher:
         x, y = next(data)
-        output = model(x)  # forward 1: counted
+        output = model(x)  # step 0: counted
         if where == "on-the-output":
             output.register_hook(_raise)  # the loss's nodes run, then this, before any node of the model
         # in the loss: after the loss's own nodes, before the model's
@@ -291,15 +291,15 @@ def test_a_counted_step_whose_backward_raised_is_dropped(
                 loss.backward()
         finally:
             Failing.fail = False
-        for _ in range(2):  # forward 2 drops sample 1 and is counted, forward 3 is timed
+        for _ in range(2):  # step 1 drops the sample of step 0 and is counted, step 2 is timed
             x, y = next(data)
             F.cross_entropy(model(x), y).backward()
-    assert [step for step, _ in got] == [2]
+    assert [step for step, _ in got] == [1]
     ((_, report),) = got
     assert {r.name for r in report.backward} == BACKWARD_ROWS  # a complete training step
     assert all(r.time_ms is not None for r in report.backward if r.flops)
     warned = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
-    assert any("step 1" in m and "backward raised" in m for m in warned), warned
+    assert any("step 0" in m and "backward raised" in m for m in warned), warned
 
 
 def test_a_backward_that_never_reaches_the_model_leaves_the_sample_waiting() -> None:
@@ -318,7 +318,7 @@ def test_a_backward_that_never_reaches_the_model_leaves_the_sample_waiting() -> 
         x, y = next(data)
         F.cross_entropy(model(x), y).backward()  # timed
     ((step, report),) = got
-    assert step == 1 and {r.name for r in report.backward} == BACKWARD_ROWS
+    assert step == 0 and {r.name for r in report.backward} == BACKWARD_ROWS
 
 
 # -- 4. a sink that raises ---------------------------------------------------------------------------------

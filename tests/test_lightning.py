@@ -124,9 +124,9 @@ def test_callback_logs_per_layer_metrics_and_removes_its_hooks(tmp_path: Path) -
     sampled = [
         (metrics, step) for metrics, step in logger.logged if any(k.startswith("layerprof/") for k in metrics)
     ]
-    assert len(sampled) == 2  # forwards 3/4 and 6/7 (7 steps)
+    assert len(sampled) == 2  # batches 0/1 and 3/4 (7 steps; 6 is counted, never timed)
     metrics, step = sampled[0]
-    assert step == 3  # the 4th batch's backward ends the sample: 3 optimizer steps are done
+    assert step == 1  # the 2nd batch's backward ends the sample: 1 optimizer step is done
     assert metrics["layerprof/conv/time_ms"] > 0
     assert metrics["layerprof/conv/backward_time_ms"] > 0
     # fc, Linear(4, 5) on 4 samples: 2 * 4 * 4 * 5 + 4 * 5 = 180 FLOPs over (16 + 20 + 5 + 20) * 4 = 244
@@ -150,7 +150,7 @@ def test_a_watched_run_trains_exactly_like_an_unwatched_one(tmp_path: Path) -> N
     plain = fit(tmp_path / "plain", [])
     callback = LayerProfCallback(every_n_steps=2, target="t4", log_table=False)
     watched = fit(tmp_path / "watched", [callback], MemoryLogger())
-    assert callback.last_report is not None  # it did sample (steps 2/3, 4/5 and 6/7)
+    assert callback.last_report is not None  # it did sample (steps 0/1, 2/3 and 4/5; 6 counted)
     for (name, before), after in zip(plain.state_dict().items(), watched.state_dict().values(), strict=True):
         assert torch.equal(before, after), name  # bit for bit, after 7 SGD steps
 

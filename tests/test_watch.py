@@ -120,15 +120,19 @@ def test_one_root_pre_hook_between_samples_and_none_after_remove() -> None:
     before = hooks_on(model)
     watcher, reports = collect(model, every=3)
     assert hooks_on(model) == before + 1 and len(model._forward_pre_hooks) == 1
-    train(model, 2)  # forwards 1, 2: not sampled
+    train(model, 2)  # steps 0 counted (the first step is always sampled), 1 timed
+    assert len(reports) == 1 and not watcher.in_flight
+    assert hooks_on(model) == before + 1
+    train(model, 1)  # step 2: not sampled
     assert hooks_on(model) == before + 1 and not watcher.in_flight
     train(model, 2)  # 3 counted, 4 timed
-    assert len(reports) == 1 and not watcher.in_flight
+    assert len(reports) == 2 and not watcher.in_flight
+    assert [r.step for r in reports] == [0, 3]
     assert hooks_on(model) == before + 1
     watcher.remove()
     assert hooks_on(model) == before
     train(model, 3)
-    assert len(reports) == 1 and watcher.forwards == 4
+    assert len(reports) == 2 and watcher.forwards == 5
 
 
 @pytest.mark.parametrize("stop_after", ["counted forward", "timed forward", "counted step"])
@@ -191,7 +195,7 @@ def test_a_thousand_steps_keep_memory_flat() -> None:
         steps(800)
         gc.collect()
         rss_after = _rss_bytes()
-    assert watcher.samples == 1000 // 10 - 1  # 10, 20, ..., 990 counted and the next ones timed; 1000 not
+    assert watcher.samples == 1000 // 10  # 0, 10, ..., 990 counted and the next ones timed
     assert rss_after - rss_before < 4 * 2**20, (rss_before, rss_after)  # 4 MiB slack for the allocator
 
 
@@ -222,15 +226,15 @@ def test_gradient_accumulation_samples_each_forward_and_backward() -> None:
     model = Tiny()
     watcher, reports = collect(model, every=3)
     with watcher:
-        train(model, 3, accumulate=4)  # 12 forwards: 3 counted / 4 timed, 6 / 7, 9 / 10, 12 counted
-    assert [r.row("conv").calls for r in reports] == [1, 1, 1]
-    assert watcher.samples == 3
+        train(model, 3, accumulate=4)  # 12 forwards (steps 0-11): 0 counted / 1 timed, 3 / 4, 6 / 7, 9 / 10
+    assert [r.row("conv").calls for r in reports] == [1, 1, 1, 1]
+    assert watcher.samples == 4 and [r.step for r in reports] == [0, 3, 6, 9]
     for report in reports:
         backward_rows_all_timed(report)
-    # Forward 3 is the third micro-batch: its gradients accumulate into .grad, one add per element.
-    conv = reports[0].row("conv", "backward")
+    # Step 3 is the fourth micro-batch: its gradients accumulate into .grad, one add per element.
+    conv = reports[1].row("conv", "backward")
     assert conv.flops - conv.matrix_flops == 4 * 3 * 3 * 3  # conv.weight: 108 adds
-    bn = reports[0].row("bn", "backward")
+    bn = reports[1].row("bn", "backward")
     assert bn.flops == 9 * 4 * 4 * 8 * 8 + 4 + 4  # 9 per input element, + weight and bias grads
 
 
@@ -250,17 +254,20 @@ def test_a_sampled_eval_step_has_no_backward_rows() -> None:
             model(next(data)[0])
 
     with watcher:
-        train_step()  # 1
+        train_step()  # 0: counted
+        train_step()  # 1: timed
         eval_step()  # 2: counted, an eval step
         train_step()  # 3: another kind, let through without the timing hooks
         eval_step()  # 4: timed
-        assert len(reports) == 1
+        assert len(reports) == 2
         train_step()  # 5
         train_step()  # 6: counted
         train_step()  # 7: timed
-    # forward 1: the probe and the root pre-hook; forward 3: those and the hook that re-arms the timer
-    assert hooks_seen[0] == 2 and hooks_seen[2] == 3
-    evaluated, trained = reports
+    # step 5: the probe and the root pre-hook; step 3: those and the hook that re-arms the timer
+    assert hooks_seen[5] == 2 and hooks_seen[3] == 3
+    first, evaluated, trained = reports
+    assert [r.step for r in reports] == [0, 2, 6]
+    backward_rows_all_timed(first)
     assert not evaluated.backward and all(r.time_ms is not None for r in evaluated.forward)
     backward_rows_all_timed(trained)
 
@@ -280,14 +287,16 @@ def test_train_and_eval_switches_and_validation_without_backward() -> None:
             loss.backward()
 
     with watcher:
-        step(True, True)  # 1
+        step(True, True)  # 0: counted
+        step(True, True)  # 1: timed
         step(True, True)  # 2
         step(False, False)  # 3: counted, eval mode with grad enabled, no backward comes
         step(True, True)  # 4: another kind: let through
         step(False, False)  # 5: timed; over when the next forward starts
         step(True, True)  # 6: emits 3/5, then counted
         step(True, True)  # 7: timed
-    validation, training = reports
+    _, validation, training = reports
+    assert validation.step == 3 and training.step == 6
     assert not validation.backward and validation.row("bn").time_ms is not None
     backward_rows_all_timed(training)
     # Each report counts the mode it sampled: the same counts as analyze() in that mode.
@@ -352,7 +361,7 @@ def test_model_wrapped_after_the_watcher_was_attached(wrap: Callable[[nn.Module]
     watcher, reports = collect(model, every=2)
     wrapped = wrap(model)
     with watcher:
-        train(wrapped, 5)  # 2 counted, 3 timed; 4 counted, 5 timed
+        train(wrapped, 5)  # steps 0 counted, 1 timed; 2 counted, 3 timed; 4 counted, never timed
     assert len(reports) == 2
     report = reports[0]
     # the model's rows only: not the wrapper's stem or head, not the loss
@@ -485,9 +494,9 @@ def test_path_sink_appends_one_json_line_per_sample(tmp_path: Path) -> None:
     model = Tiny()
     path = tmp_path / "samples.jsonl"
     with layerprof.watch(model, every=2, target=None, sink=path):
-        train(model, 8)  # 2/3, 4/5, 6/7 sampled; 8 counted, never timed
+        train(model, 8)  # steps 0/1, 2/3, 4/5, 6/7 sampled
     lines = [json.loads(line) for line in path.read_text().splitlines()]
-    assert [line["step"] for line in lines] == [2, 4, 6]
+    assert [line["step"] for line in lines] == [0, 2, 4, 6]
     assert {row["phase"] for row in lines[0]["layers"]} == {"forward", "backward"}
     assert lines[0]["model"] == "Tiny"
 

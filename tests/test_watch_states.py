@@ -387,12 +387,13 @@ def test_the_next_forward_after_a_keyboard_interrupt_takes_the_sample_off() -> N
     x = torch.randn(3, 4)
     try:
         model.interrupt = False
-        model(x).sum().backward()  # 1: not sampled
+        model(x).sum().backward()  # step 0: counted (the first step is always sampled)
+        model(x).sum().backward()  # step 1: timed, emitted
         model.interrupt = True
         with pytest.raises(KeyboardInterrupt):
-            model(x)  # 2: counted, interrupted
+            model(x)  # step 2: counted, interrupted
         model.interrupt = False
-        model(x).sum().backward()  # 3: drops the interrupted sample first, then runs plainly
+        model(x).sum().backward()  # step 3: drops the interrupted sample first, then runs plainly
         assert _get_current_dispatch_mode() is None and not watcher.in_flight
         with_watcher_hook(before, model)
     finally:

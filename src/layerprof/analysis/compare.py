@@ -234,8 +234,8 @@ def _check_row(row: object, where: str) -> None:
     name = row.get("name")
     if not isinstance(name, str) or not name:
         raise malformed(f"a row needs a name, got {name!r}")
-    if row.get("phase", "forward") not in ("forward", "backward"):
-        raise malformed(f"{name}: phase must be forward or backward, got {row.get('phase')!r}")
+    if row.get("phase", "forward") not in ("forward", "backward", "step"):
+        raise malformed(f"{name}: phase must be forward, backward or step, got {row.get('phase')!r}")
     for key in _COUNT_KEYS:
         value = row.get(key)
         if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= _LARGEST_COUNT:

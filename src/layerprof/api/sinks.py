@@ -5,7 +5,7 @@
 * ``None``: the table is logged at INFO level on the ``layerprof.api.watch`` logger;
 * the builtin ``print``: the table is printed (the only way the library prints);
 * a path (``str`` or ``os.PathLike``): one JSON object per sample is appended to that file, one
-  line each: ``report.to_dict()`` plus ``"step"``, the index (1-based) of the sampled forward;
+  line each: ``report.to_dict()``, whose ``"step"`` is the index (0-based) of the sampled forward;
 * any other callable: called with the :class:`~layerprof.report.facade.Report` of each sample.
 
 How a step is sampled (a counting step, then a timing step) is in :mod:`layerprof.api.watch`.
@@ -46,8 +46,8 @@ __all__ = [
 
 logger = logging.getLogger("layerprof.api.watch")
 
-#: What a :class:`~layerprof.api.watcher.Watcher` hands each sample to: the report and the index of the
-#: sampled forward.
+#: What a :class:`~layerprof.api.watcher.Watcher` hands each sample to: the report and its step (the
+#: 0-based index of the sampled forward).
 ReportSink = Callable[["Report", int], object]
 
 #: A user's sink: see the module docstring.
@@ -64,7 +64,7 @@ def print_table(report: Report, step: int) -> None:
 
 
 class JsonLinesSink:
-    """Appends one line of JSON per sample to ``path``: ``report.to_dict()`` plus ``"step"``."""
+    """Appends one line of JSON per sample to ``path``: ``report.to_dict()``, with its ``"step"``."""
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = Path(path)

@@ -1,9 +1,10 @@
 """``layerprof.watch``: a per-layer table, forward and backward, every N steps of a training run.
 
 A :class:`~layerprof.api.watcher.Watcher` puts one hook on the model: a forward pre-hook on the root
-that counts forwards. Nothing else is installed between samples. On every ``every``-th forward (the
-``every``-th, ``2 * every``-th, ... counting from 1) it samples that training step in two
-consecutive steps, so that the counter never pollutes the times:
+that counts forwards. Nothing else is installed between samples. It samples the first forward (step
+0) and every ``every``-th after it (steps ``every``, ``2 * every``, ..., counting from 0: a run of 100
+steps under ``every=100`` gets one table), each in two consecutive steps, so that the counter never
+pollutes the times:
 
 1. **Counting step** (step *k*): a :class:`~layerprof.walk.collect.Collector` on every module and the
    dispatch-mode counter (:class:`~layerprof.walk.collect.OpCounter`) price every aten op, forward and
@@ -18,10 +19,12 @@ consecutive steps, so that the counter never pollutes the times:
    row by row (how nodes are matched to rows is explained in :mod:`layerprof.timing.backward`).
    Nothing is counted.
 
-The report (forward rows with their times, backward rows with their backward times) is built and
-handed to the sink when the timing step is over; the counts of step *k* go with the times of step
-*k + 1*. A sample is one forward and its backward, not one optimizer step, so gradient accumulation
-(several forwards and backwards per ``optimizer.step()``) samples micro-batches.
+The report (forward rows with their times, backward rows with their backward times, and a ``total``
+row whose phase is ``step`` when it sums both) is built and handed to the sink when the timing step is
+over; the counts of step *k* go with the times of step *k + 1*, and the report says ``step`` *k*
+(``report.step``, the table's title line). A sample is one forward and its backward, not one
+optimizer step, so gradient accumulation (several forwards and backwards per ``optimizer.step()``)
+samples micro-batches.
 
 **When a step is over.** When the forward runs with grad disabled or none of its outputs needs a
 gradient (an eval step), the step ends when the root's forward returns, and the sample has no backward
@@ -95,7 +98,8 @@ def watch(
     gather: SampleTap | bool | None = None,
     strict: bool = False,
 ) -> Watcher:
-    """Sample one training step of ``model`` in every ``every`` forwards: a per-layer report of the
+    """Sample the first training step of ``model`` and one in every ``every`` forwards after it (steps
+    0, ``every``, ``2 * every``, ...): a per-layer report of the
     forward and the backward (FLOPs, bytes, times, roofline verdicts on ``target``) goes to ``sink``
     (see :mod:`layerprof.api.sinks`). Between samples the model carries one forward pre-hook on its root.
 

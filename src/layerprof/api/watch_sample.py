@@ -89,7 +89,7 @@ class Sample:
     """One sample (internal, mutable, dropped when it is emitted or abandoned)."""
 
     def __init__(self, step: int, kind: StepKind, model: nn.Module, *, backward: bool) -> None:
-        self.step = step  # the index (1-based) of the counted forward
+        self.step = step  # the index (0-based) of the counted forward: the step sampled
         self.kind = kind
         self.device = model_device(model) or torch.device("cpu")
         self.state = SampleState()

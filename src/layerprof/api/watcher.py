@@ -7,6 +7,7 @@ How a step is sampled, and why, is in :mod:`layerprof.api.watch`.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 import logging
 import sys
@@ -47,7 +48,8 @@ _Handler = Callable[["Watcher", Sample, Transition, Call], "Event | None"]
 class Watcher:
     """Samples a training step of ``model`` every ``every`` forwards (see :mod:`layerprof.api.watch`).
 
-    ``sink`` is called with each sample's report and the index of its counted forward (1-based);
+    ``sink`` is called with each sample's report and its step, the index of its counted forward
+    (0-based: steps 0, ``every``, ``2 * every``, ...; ``report.step`` too);
     None logs the table (:func:`~layerprof.api.sinks.log_table`). :func:`layerprof.watch` makes one
     from friendlier arguments (``print``, a file path, a callable taking the report).
 
@@ -195,19 +197,19 @@ class Watcher:
         elif threading.get_ident() != self._thread:
             return
         self._sink.settle()  # strict: a sink's error of an earlier step, before this forward counts
+        step = self.forwards  # 0-based: this forward's index
         self.forwards += 1
-        if self._sample is None and self.forwards % self.every:
+        if self._sample is None and step % self.every:
             return  # the cost of a step that is not sampled
         self._to_leave.retry()
         call = Call(args, kwargs)
         if self._sample is not None:
             self._fire(self._sample, Event.FORWARD_STARTED, call)  # whatever step was running is over
             self._sink.settle()  # ... and the sink it was emitted to may have raised: before a new one
-        if self._sample is None and self.forwards % self.every == 0:
+        if self._sample is None and step % self.every == 0:
             model = self._watched
-            sample = self._sample = Sample(
-                self.forwards, step_kind(model, args, kwargs), model, backward=self.backward
-            )
+            kind = step_kind(model, args, kwargs)
+            sample = self._sample = Sample(step, kind, model, backward=self.backward)
             self._fire(sample, Event.FORWARD_STARTED, call)
 
     def _forward_returned(self, sample: Sample, _module: nn.Module, _args: Any, output: Any) -> None:
@@ -377,6 +379,7 @@ class Watcher:
             if gathered is None:
                 return None  # the gather dropped the sample (it logs why)
             report = gathered
+        report = dataclasses.replace(report, step=sample.step)
         self.samples += 1
         self.last_report = report
         if self._gather is None or self._gather.feeds_sink:

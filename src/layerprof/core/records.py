@@ -12,7 +12,8 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Literal
 
-Phase = Literal["forward", "backward"]
+#: A row's phase; ``"step"`` is only the totals of a report with forward and backward rows (the sum of both).
+Phase = Literal["forward", "backward", "step"]
 Bound = Literal["compute", "memory"]
 Unit = Literal["matrix", "vector"]
 

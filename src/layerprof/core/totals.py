@@ -5,7 +5,15 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from layerprof.core import rownames
-from layerprof.core.records import LayerRow
+from layerprof.core.records import LayerRow, Phase
+
+
+def total_phase(rows: Sequence[LayerRow]) -> Phase:
+    """The totals' phase: the rows' one phase, or ``"step"`` when they hold a forward and a backward."""
+    phases = {r.phase for r in rows}
+    if len(phases) > 1:
+        return "step"
+    return rows[0].phase if rows else "forward"
 
 
 def total_row(rows: Sequence[LayerRow], *, kind: str, time_ms: float | None = None) -> LayerRow:
@@ -16,7 +24,7 @@ def total_row(rows: Sequence[LayerRow], *, kind: str, time_ms: float | None = No
     return LayerRow(
         name=rownames.TOTAL,
         kind=kind,
-        phase=rows[0].phase if rows else "forward",
+        phase=total_phase(rows),
         depth=0,
         calls=1,
         params=sum(r.params for r in rows),

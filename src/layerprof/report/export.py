@@ -78,6 +78,7 @@ def to_dict(report: Report) -> dict[str, Any]:
         "kernel_time_ms": None if report.kernel_time_ms is None else dict(report.kernel_time_ms),
         "ranks": _ranks_dict(report),
         "allreduce": None if report.allreduce is None else _allreduce_dict(report.allreduce),
+        "step": report.step,
         "unsupported": dict(report.unsupported),
         "layers": [row_dict(r) for r in report.layers],
         "total": row_dict(report.total),

@@ -85,6 +85,9 @@ class Report:
     ranks: RankTimes | None = None
     #: DDP's gradient all-reduce in the timed backward (a ``(ddp)/allreduce`` row carries it too).
     allreduce: AllreduceTime | None = None
+    #: The training step a ``watch()`` sample measured (0-based: the index of its counted forward);
+    #: None for analyze and profile.
+    step: int | None = None
     _model: weakref.ReferenceType[nn.Module] | None = field(default=None, repr=False, compare=False)
 
     @property
