@@ -5,6 +5,8 @@ a ``.pt2`` program's rows carry the module names of the eager model."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 from torch import nn
@@ -162,3 +164,66 @@ def test_profile_input_size_makes_inputs_of_the_model_dtype_without_moving_the_r
     assert all(int(t.abs().sum()) == 0 for t in real if t.dtype == torch.int64)  # index 0: zeros
     assert any(float(t.std()) > 0 for t in real if t.dtype == torch.float64)  # randn, not zeros
     assert str(report).splitlines()[0] == "layerprof: Seeing (2x3 float64, 2x5 int64)"
+
+
+# -- .pt2 programs: rows named as the eager model's ----------------------------------------------------
+class Block(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(4, 4, 3, padding=1)
+        self.relu = nn.ReLU()
+        self.conv2 = nn.Conv2d(4, 4, 3, padding=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out: torch.Tensor = self.relu(self.conv2(self.relu(self.conv1(x))) + x)
+        return out
+
+
+class SmallResNet(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(3, 4, 3)
+        self.bn1 = nn.BatchNorm2d(4)
+        self.relu = nn.ReLU()
+        self.layer1 = nn.Sequential(Block(), Block())
+        self.fc = nn.Linear(4, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.layer1(self.relu(self.bn1(self.conv1(x)))).mean((2, 3))
+        out: torch.Tensor = self.fc(y)
+        return out
+
+
+def _rows(report: layerprof.Report) -> list[tuple[str, str, int, int, int, object]]:
+    return [(r.name, r.kind, r.calls, r.flops, r.params, r.output_shapes) for r in report.forward]
+
+
+def test_a_pt2_program_gets_the_eager_model_rows(tmp_path: Path) -> None:
+    from layerprof.cli.loader import load_model
+
+    model = SmallResNet().eval()
+    path = tmp_path / "resnet.pt2"
+    torch.export.save(torch.export.export(model, (torch.randn(1, 3, 10, 10),)), path)
+    loaded = load_model(str(path))
+    eager = layerprof.analyze(model, input_size=(1, 3, 10, 10))
+    exported = layerprof.analyze(loaded.model, input_size=(1, 3, 10, 10))
+    names = [r.name for r in exported.forward]
+    assert names[:4] == ["conv1", "bn1", "relu", "layer1.0.conv1"]
+    assert "layer1.0/add" in names and "layer1.1.conv2" in names and "(root)/mean" in names
+    assert _rows(exported) == _rows(eager)
+    assert exported.forward[0].flops == 2 * 4 * 8 * 8 * 27 + 4 * 8 * 8  # conv1: MACs and bias
+    assert exported.row("layer1.0.relu").calls == 2  # one module, two calls, as in the eager model
+    assert exported.row("layer1.0.conv1").input_shapes == ((1, 4, 8, 8),)  # the input, not the weights
+    assert exported.total.flops == eager.total.flops and exported.total.params == eager.total.params
+
+
+def test_a_pt2_program_leaves_the_loaded_module_as_it_was(tmp_path: Path) -> None:
+    from layerprof.cli.loader import load_model
+
+    path = tmp_path / "resnet.pt2"
+    torch.export.save(torch.export.export(SmallResNet().eval(), (torch.randn(1, 3, 10, 10),)), path)
+    module = load_model(str(path)).model
+    before = [name for name, _ in module.named_modules()]
+    layerprof.analyze(module, input_size=(1, 3, 10, 10))
+    assert [name for name, _ in module.named_modules()] == before and "forward" not in module.__dict__
+    assert "layer1.0.relu" not in before  # the stand-ins went to the twin only

@@ -13,6 +13,7 @@ from torch import nn
 from layerprof.core.records import LayerRow
 from layerprof.errors import ForwardError, InvalidArgumentError, InvalidModelError, LayerprofError
 from layerprof.walk.collect import Collector, OpCounter
+from layerprof.walk.exported import ExportedRun, is_exported, prepare
 from layerprof.walk.twin import make_twin
 
 __all__ = ["InputPair", "check_model", "count", "count_with_fallback", "warn_unsupported"]
@@ -52,7 +53,12 @@ def count(
     if backward and not to_meta_device:
         raise InvalidArgumentError("backward counting runs on the meta device only")
     twin = make_twin(model, to_meta=to_meta_device, dtype=dtype)
+    exported = twin if is_exported(twin) else None
+    if exported is not None:  # a torch.export program: its ops are charged to the modules its nodes name
+        prepare(exported)
     collector = Collector(twin, track_backward=backward)
+    if exported is not None:
+        ExportedRun(exported, collector.module_stack).install()
     collector.attach()
     try:
         with torch.set_grad_enabled(backward), OpCounter(collector, fast_meta=to_meta_device):

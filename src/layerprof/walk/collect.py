@@ -86,6 +86,11 @@ class Collector:
         return self._stack.module_kinds()
 
     @property
+    def module_stack(self) -> ModuleStack:
+        """The stack of running modules (:mod:`~layerprof.walk.exported` drives it node by node)."""
+        return self._stack
+
+    @property
     def running_layer(self) -> str | None:
         """The innermost module running now (after a failed forward: the one that raised)."""
         return self._stack.running_layer

@@ -15,7 +15,7 @@ from layerprof.core import rownames
 from layerprof.core.records import LayerRow, Phase
 from layerprof.walk.ledger import Acc, RowKey
 from layerprof.walk.params import ContainerReads, give_direct_params_to_first_glue, module_params
-from layerprof.walk.stack import ModuleStack, ModuleState
+from layerprof.walk.stack import ModuleStack, ModuleState, kind_of
 from layerprof.walk.tensors import Shapes
 
 
@@ -76,7 +76,7 @@ def _module_row(
     forward = phase == "forward"
     return accumulated_row(
         name=name,
-        kind=type(module).__name__,
+        kind=kind_of(module),
         phase=phase,
         calls=state.calls if state is not None else 1,
         input_shapes=state.input_shapes if state is not None and forward else None,

@@ -19,6 +19,16 @@ from layerprof.core import rownames
 from layerprof.walk.hooks import remove_all
 from layerprof.walk.tensors import Shapes, shapes_of
 
+#: Set on a twin's module whose class is not the eager model's (a torch.export program's stand-ins):
+#: the name of the class it stands for.
+KIND_ATTRIBUTE = "_layerprof_kind"
+
+
+def kind_of(module: nn.Module) -> str:
+    """The class name a module's rows show: its own, or the eager class it stands in for."""
+    kind = module.__dict__.get(KIND_ATTRIBUTE)
+    return kind if isinstance(kind, str) else type(module).__name__
+
 
 class ModuleState:
     """What the rows need of one module that ran (internal, mutable while the forward runs)."""
@@ -112,4 +122,4 @@ class ModuleStack:
 
     def module_kinds(self) -> dict[str, str]:
         """Every module's row name -> class name, for rolling rows up into their containers."""
-        return {self.names[key]: type(module).__name__ for key, module in self.modules.items()}
+        return {self.names[key]: kind_of(module) for key, module in self.modules.items()}
