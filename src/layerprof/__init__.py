@@ -20,6 +20,7 @@ _EXPORTS: dict[str, str] = {
     "profile": "layerprof.api.profiling",
     "Profiler": "layerprof.api.profiler",
     "watch": "layerprof.api.watch",
+    "nvtx": "layerprof.api.nvtx",
     "Watcher": "layerprof.api.watcher",
     "Report": "layerprof.report.facade",
     "RankTimes": "layerprof.report.facade",
@@ -97,6 +98,7 @@ __all__ = [
     "list_links",
     "load_devices",
     "measure_device",
+    "nvtx",
     "predict_scaling",
     "profile",
     "watch",
@@ -119,6 +121,7 @@ if TYPE_CHECKING:
     from layerprof.analysis.scaling import ScalingPrediction, predict_scaling
     from layerprof.analysis.whatif import ConvCost, conv_cost
     from layerprof.api.analyzing import analyze
+    from layerprof.api.nvtx import nvtx
     from layerprof.api.profiler import Profiler
     from layerprof.api.profiling import profile
     from layerprof.api.watch import watch

@@ -97,6 +97,7 @@ def watch(
     sink: SinkArg = None,
     gather: SampleTap | bool | None = None,
     strict: bool = False,
+    nvtx: bool = False,
 ) -> Watcher:
     """Sample the first training step of ``model`` and one in every ``every`` forwards after it (steps
     0, ``every``, ``2 * every``, ...): a per-layer report of the
@@ -115,6 +116,9 @@ def watch(
     Under ``torch.distributed`` with several ranks (DDP), rank 0's sink gets one report of every
     rank's sample, with DDP's all-reduce in a row of its own (:mod:`layerprof.distributed.gather`); pass a
     ``layerprof.RankGather(...)`` to configure it, ``gather=False`` to keep each rank's own.
+
+    ``nvtx=True`` also pushes an NVTX range named after each layer's row around its forward and its
+    backward, every step, until the watcher is removed (:mod:`layerprof.api.nvtx`).
     """
     return Watcher(
         model,
@@ -124,4 +128,5 @@ def watch(
         sink=resolve_sink(sink),
         gather=default_gather(gather),
         strict=strict,
+        nvtx=nvtx,
     )

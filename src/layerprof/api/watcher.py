@@ -24,6 +24,7 @@ from torch.utils.hooks import RemovableHandle
 
 from layerprof.api.counting_mode import ModesToLeave, engine_callback
 from layerprof.api.leftovers import Leftovers
+from layerprof.api.nvtx import NvtxRanges
 from layerprof.api.sample_tap import SampleTap, check_tap
 from layerprof.api.sinks import GuardedSink, ReportSink, log_table
 from layerprof.api.watch_sample import NO_CALL, Call, Sample, grad_outputs, sample_report, step_kind
@@ -83,6 +84,7 @@ class Watcher:
         sink: ReportSink | None = None,
         gather: SampleTap | None = None,
         strict: bool = False,
+        nvtx: bool = False,
     ) -> None:
         if not isinstance(model, nn.Module):
             raise InvalidModelError(
@@ -93,7 +95,7 @@ class Watcher:
         self._model_ref = weakref.ref(model)
         self._model_name = type(model).__name__
         self.every = positive_int("every", every)
-        for name, flag in (("backward", backward), ("strict", strict)):
+        for name, flag in (("backward", backward), ("strict", strict), ("nvtx", nvtx)):
             if not isinstance(flag, bool):
                 raise InvalidArgumentError(f"{name} must be True or False, got {flag!r}")
         self.backward = backward
@@ -112,6 +114,7 @@ class Watcher:
         self._hook: RemovableHandle | None = model.register_forward_pre_hook(
             self._on_forward, with_kwargs=True
         )
+        self._nvtx = NvtxRanges(model, backward=backward).attach() if nvtx else None
         if gather is not None:
             try:
                 gather.attach(model)
@@ -161,6 +164,9 @@ class Watcher:
         hook, self._hook = self._hook, None
         with contextlib.ExitStack() as closing:  # each one runs, whichever raises; the last first
             closing.callback(setattr, self, "_model", None)
+            ranges, self._nvtx = self._nvtx, None
+            if ranges is not None:
+                closing.callback(ranges.close)
             if self._gather is not None:
                 closing.callback(self._gather.close)
             closing.callback(self._to_leave.retry)
