@@ -33,14 +33,26 @@ def is_exported(model: nn.Module) -> TypeGuard[torch.fx.GraphModule]:
     """Whether ``model`` is an fx GraphModule whose nodes carry torch.export's module paths."""
     if not isinstance(model, torch.fx.GraphModule):
         return False
-    return any("nn_module_stack" in node.meta for node in model.graph.nodes)
+    # A symbolic_trace graph also records module paths, but it calls its submodules (call_module),
+    # whose own hooks name the rows: only a graph that runs its ops itself needs the node walk.
+    calls_modules = any(node.op == "call_module" and not _private(node) for node in model.graph.nodes)
+    return not calls_modules and any("nn_module_stack" in node.meta for node in model.graph.nodes)
+
+
+def _private(node: torch.fx.Node) -> bool:
+    return str(node.target).rsplit(".", 1)[-1].startswith("_")
 
 
 def _chain(node: torch.fx.Node) -> Chain:
-    if node.op == "call_module" and str(node.target).rsplit(".", 1)[-1].startswith("_"):
+    if node.op == "call_module" and _private(node):
         return ()  # a private helper (``_guards_fn``): it runs in the root, and its own hooks count it
     stack = node.meta.get("nn_module_stack") or {}
     return tuple((key, path, kind) for key, (path, kind) in stack.items() if path)
+
+
+def _class_name(kind: object) -> str:
+    """``torch.nn.modules.conv.Conv2d`` (torch.export's spelling) or the class itself -> ``Conv2d``."""
+    return kind.__name__ if isinstance(kind, type) else str(kind).rsplit(".", 1)[-1]
 
 
 def prepare(twin: torch.fx.GraphModule) -> None:
@@ -54,7 +66,7 @@ def prepare(twin: torch.fx.GraphModule) -> None:
                 if child is None:
                     child = parent._modules[part] = nn.Module()
                 parent = child
-            parent.__dict__[KIND_ATTRIBUTE] = kind.rsplit(".", 1)[-1]
+            parent.__dict__[KIND_ATTRIBUTE] = _class_name(kind)
 
 
 class ExportedRun(torch.fx.Interpreter):
