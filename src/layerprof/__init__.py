@@ -14,8 +14,13 @@ from typing import TYPE_CHECKING, Any
 
 from layerprof.version import __version__
 
+#: Public names that are modules themselves: ``layerprof.sinks.TensorBoard(writer)``.
+_MODULE = "(module)"
+_PUBLIC_MODULES: dict[str, str] = {"sinks": "layerprof.api.sinks"}
+
 # public name -> the module that defines it
 _EXPORTS: dict[str, str] = {
+    "sinks": _MODULE,
     "analyze": "layerprof.api.analyzing",
     "profile": "layerprof.api.profiling",
     "Profiler": "layerprof.api.profiler",
@@ -101,6 +106,7 @@ __all__ = [
     "nvtx",
     "predict_scaling",
     "profile",
+    "sinks",
     "watch",
 ]
 
@@ -109,6 +115,8 @@ def __getattr__(name: str) -> Any:
     module = _EXPORTS.get(name)
     if module is None:
         raise AttributeError(f"module 'layerprof' has no attribute {name!r}")
+    if module == _MODULE:
+        return importlib.import_module(_PUBLIC_MODULES[name])
     return getattr(importlib.import_module(module), name)
 
 
@@ -120,6 +128,7 @@ if TYPE_CHECKING:
     from layerprof.analysis.budgets import BudgetResult, Budgets, assert_within
     from layerprof.analysis.scaling import ScalingPrediction, predict_scaling
     from layerprof.analysis.whatif import ConvCost, conv_cost
+    from layerprof.api import sinks
     from layerprof.api.analyzing import analyze
     from layerprof.api.nvtx import nvtx
     from layerprof.api.profiler import Profiler

@@ -6,6 +6,8 @@
 * the builtin ``print``: the table is printed (the only way the library prints);
 * a path (``str`` or ``os.PathLike``): one JSON object per sample is appended to that file, one
   line each: ``report.to_dict()``, whose ``"step"`` is the index (0-based) of the sampled forward;
+* ``"tensorboard:LOGDIR"``, or a :class:`TensorBoard` around your own ``SummaryWriter``: per-row
+  scalars and the table as text, at the sampled step (needs ``pip install tensorboard``);
 * any other callable: called with the :class:`~layerprof.report.facade.Report` of each sample.
 
 How a step is sampled (a counting step, then a timing step) is in :mod:`layerprof.api.watch`.
@@ -27,7 +29,7 @@ import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Union
+from typing import TYPE_CHECKING, Any, Union
 
 from layerprof.errors import InvalidArgumentError
 
@@ -39,6 +41,7 @@ __all__ = [
     "JsonLinesSink",
     "ReportSink",
     "SinkArg",
+    "TensorBoard",
     "log_table",
     "print_table",
     "resolve_sink",
@@ -51,7 +54,7 @@ logger = logging.getLogger("layerprof.api.watch")
 ReportSink = Callable[["Report", int], object]
 
 #: A user's sink: see the module docstring.
-SinkArg = Union[None, str, "os.PathLike[str]", Callable[["Report"], object]]
+SinkArg = Union[None, str, "os.PathLike[str]", "TensorBoard", Callable[["Report"], object]]
 
 
 def log_table(report: Report, step: int) -> None:
@@ -97,12 +100,71 @@ class _ReportOnly:
         return repr(self.call)  # the user's sink, as the user knows it
 
 
+class TensorBoard:
+    """Writes each sample to TensorBoard, at the sampled step.
+
+    Scalars, per row (``<phase>`` is ``forward`` or ``backward``; glue rows' ``/`` nests their tags):
+    ``layerprof/<phase>/<row>/time_ms`` and ``.../flops_per_s`` (the row's FLOPs over its measured
+    time) for timed rows, and ``.../compute_bound@<target>`` (1 compute, 0 memory) for every target;
+    ``layerprof/total/time_ms`` and ``layerprof/total/flops``. Text: the table, as ``layerprof/table``.
+
+    ``writer`` is a ``torch.utils.tensorboard.SummaryWriter`` (anything with ``add_scalar``,
+    ``add_text`` and ``flush``), or a log directory to open one in.
+    """
+
+    def __init__(self, writer: Any) -> None:
+        if isinstance(writer, (str, os.PathLike)):
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+            except ImportError as error:  # torch imports tensorboard, an optional extra, here
+                raise InvalidArgumentError(
+                    f"sink tensorboard:{writer} needs TensorBoard: pip install tensorboard"
+                ) from error
+            writer = SummaryWriter(log_dir=str(writer))
+        if not all(callable(getattr(writer, name, None)) for name in ("add_scalar", "add_text", "flush")):
+            raise InvalidArgumentError(
+                f"TensorBoard(writer) needs a SummaryWriter or a log directory, got {type(writer).__name__}"
+            )
+        self.writer = writer
+
+    def __call__(self, report: Report, step: int) -> None:
+        add = self.writer.add_scalar
+        for row in report.layers:
+            tag = f"layerprof/{row.phase}/{row.name}"
+            if row.time_ms is not None:
+                add(f"{tag}/time_ms", row.time_ms, step)
+                if row.time_ms > 0:
+                    add(f"{tag}/flops_per_s", row.flops / (row.time_ms * 1e-3), step)
+            for target, verdict in row.roofline.items():
+                add(f"{tag}/compute_bound@{target}", 1.0 if verdict.bound == "compute" else 0.0, step)
+        if report.total.time_ms is not None:
+            add("layerprof/total/time_ms", report.total.time_ms, step)
+        add("layerprof/total/flops", float(report.total.flops), step)
+        # TensorBoard renders text as Markdown: indent the table four spaces to keep it a code block.
+        table = "\n".join("    " + line for line in report.table().splitlines())
+        self.writer.add_text("layerprof/table", table, step)
+        self.writer.flush()
+
+    def __repr__(self) -> str:
+        return f"TensorBoard({self.writer!r})"
+
+
+_TENSORBOARD_PREFIX = "tensorboard:"
+
+
 def resolve_sink(sink: SinkArg) -> ReportSink:
     """The function a :class:`~layerprof.api.watcher.Watcher` calls, for a ``sink`` argument."""
     if sink is None:
         return log_table
     if sink is builtins.print:
         return print_table
+    if isinstance(sink, TensorBoard):
+        return sink
+    if isinstance(sink, str) and sink.startswith(_TENSORBOARD_PREFIX):
+        logdir = sink.removeprefix(_TENSORBOARD_PREFIX)
+        if not logdir:
+            raise InvalidArgumentError(f"sink {sink!r} names no log directory: tensorboard:runs/x")
+        return TensorBoard(logdir)
     if isinstance(sink, (str, os.PathLike)):
         return JsonLinesSink(sink)
     if callable(sink):
