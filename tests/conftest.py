@@ -151,3 +151,15 @@ def torch_flags_restored() -> Iterator[dict[str, Any]]:
     """The test may flip any of torch's switches; they are all put back after it. Yields the saved ones."""
     with restored_torch_flags() as saved:
         yield saved
+
+
+@pytest.fixture
+def one_torch_thread() -> Iterator[None]:
+    """One torch thread for the test: two threads on a machine shared with other runs wait on each
+    other, which makes measured times (and coverage) swing; one thread does not."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)

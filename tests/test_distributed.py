@@ -366,14 +366,14 @@ def _launch(
     return [process.exitcode for process in processes]
 
 
-def _init(rank: int, port: int) -> None:
+def _init(rank: int, port: int, timeout_s: float = TIMEOUT_S) -> None:
     torch.set_num_threads(1)
     dist.init_process_group(
         "gloo",
         init_method=f"tcp://127.0.0.1:{port}",
         rank=rank,
         world_size=2,
-        timeout=timedelta(seconds=TIMEOUT_S),
+        timeout=timedelta(seconds=timeout_s),
     )
 
 

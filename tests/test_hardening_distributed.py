@@ -38,20 +38,9 @@ from layerprof.distributed.gather import GatherError, RankGather
 from layerprof.distributed.merge import RankSample, merge_ranks
 from layerprof.errors import InvalidArgumentError
 from layerprof.report.facade import Report
-from test_distributed import RANK_TIMES, Small, _launch, _read, _write, sample_of, timed_report
+from test_distributed import RANK_TIMES, Small, _init, _launch, _read, _write, sample_of, timed_report
 
 pytestmark = pytest.mark.skipif(not dist.is_available(), reason="torch.distributed is not available")
-
-
-def _init(rank: int, port: int, timeout_s: float) -> None:
-    torch.set_num_threads(1)
-    dist.init_process_group(
-        "gloo",
-        init_method=f"tcp://127.0.0.1:{port}",
-        rank=rank,
-        world_size=2,
-        timeout=timedelta(seconds=timeout_s),
-    )
 
 
 class _Messages(logging.Handler):

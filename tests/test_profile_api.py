@@ -7,7 +7,6 @@ forwards (rows vs end to end); the machine is shared, so it runs on one thread a
 from __future__ import annotations
 
 import copy
-from collections.abc import Iterator
 from dataclasses import replace
 
 import pytest
@@ -31,15 +30,7 @@ GTX1080_PEAK_FLOPS_PER_S = 8.8e12  # fp32, matrix = vector (no tensor cores)
 GTX1080_BANDWIDTH_BYTES_PER_S = 320e9
 
 
-@pytest.fixture(autouse=True)
-def one_thread() -> Iterator[None]:
-    # Two threads on a machine shared with other test runs wait on each other; one thread does not.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def assert_same_state(model: nn.Module, before: dict[str, torch.Tensor]) -> None:

@@ -10,7 +10,6 @@ written out by hand (arithmetic in the comments), never read back from the code 
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -38,14 +37,7 @@ def footer(text: str) -> list[str]:
     return [line for line in text.splitlines() if "\t" not in line][2:]
 
 
-@pytest.fixture(autouse=True)
-def one_thread() -> Iterator[None]:
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 class SharedRelu(nn.Module):
