@@ -5,6 +5,8 @@ Import them as ``from conftest import ...`` (pytest puts this directory on ``sys
 
 from __future__ import annotations
 
+import importlib
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -163,3 +165,11 @@ def one_torch_thread() -> Iterator[None]:
         yield
     finally:
         torch.set_num_threads(threads)
+
+
+def import_or_skip_outside_ci(name: str) -> Any:
+    """The module ``name``. Outside CI a missing package skips the test; in CI (``CI=true``, where the
+    test extra installs it) its absence is a failure, never a silent skip."""
+    if os.environ.get("CI"):
+        return importlib.import_module(name)
+    return pytest.importorskip(name)

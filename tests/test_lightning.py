@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import importlib
-import os
 import socket
 import sys
 import warnings
@@ -16,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from conftest import assert_no_hooks
+from conftest import assert_no_hooks, import_or_skip_outside_ci
 
 _real_connect = socket.socket.connect
 
@@ -46,10 +45,7 @@ def test_import_without_lightning_names_the_package(monkeypatch: pytest.MonkeyPa
 
 def lightning_classes() -> tuple[Any, type, type]:
     """Lightning, a tiny LightningModule and a logger that keeps what it is given (skips without it)."""
-    # The test extra installs Lightning: in CI (CI=true) its absence is a failure, not a skip.
-    lightning = (
-        importlib.import_module("lightning") if os.environ.get("CI") else pytest.importorskip("lightning")
-    )
+    lightning = import_or_skip_outside_ci("lightning")
     from lightning.pytorch.loggers import Logger
 
     class TinyModule(lightning.LightningModule):  # type: ignore[misc,name-defined]

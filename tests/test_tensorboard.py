@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import builtins
-import os
 from pathlib import Path
 from typing import Any
 
@@ -13,14 +12,11 @@ import torch.nn.functional as F
 from torch import nn
 
 import layerprof
+from conftest import import_or_skip_outside_ci
 from layerprof.api.sinks import TensorBoard, resolve_sink
 from layerprof.errors import InvalidArgumentError
 
-# The test extra installs TensorBoard: in CI (CI=true) its absence is a failure, not a skip.
-if os.environ.get("CI"):
-    from tensorboard.backend.event_processing import event_accumulator
-else:
-    event_accumulator = pytest.importorskip("tensorboard.backend.event_processing.event_accumulator")
+event_accumulator = import_or_skip_outside_ci("tensorboard.backend.event_processing.event_accumulator")
 
 
 def _train(sink: Any, steps: int) -> list[layerprof.Report]:

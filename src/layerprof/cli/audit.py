@@ -44,13 +44,19 @@ _SUFFIX_FORMATS = {".json": "json", ".csv": "csv", ".html": "html", ".htm": "htm
 _PLOT_SUFFIXES = (".png", ".svg")
 
 
+def _audit_dtype(value: str) -> str | None:
+    """The torch name of a spelling of a dtype audit prices at, else None (an unknown spelling raises)."""
+    name = canonical_name(value)
+    return name if name in DTYPES.values() else None
+
+
 def _dtype_flag(text: str) -> str:
     """Any spelling of a supported dtype (``half``, ``float16``, ``fp16``) -> its torch name."""
     try:
-        name = canonical_name(text)
+        name = _audit_dtype(text)
     except InvalidArgumentError:
-        name = ""
-    if name not in DTYPES.values():
+        name = None
+    if name is None:
         raise argparse.ArgumentTypeError(
             f"{text!r} is not one of {', '.join(DTYPES)} (or another spelling of one)"
         )
@@ -192,8 +198,8 @@ def _dtype(args: argparse.Namespace, config: AuditConfig) -> str:
         return str(args.dtype)
     if config.dtype is None:
         return "float32"
-    name = canonical_name(config.dtype)
-    if name not in DTYPES.values():
+    name = _audit_dtype(config.dtype)
+    if name is None:
         raise InvalidArgumentError(
             f"{config.source}: dtype {config.dtype!r} must be one of {', '.join(DTYPES)}"
         )
