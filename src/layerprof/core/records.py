@@ -14,7 +14,10 @@ from typing import Literal
 
 #: A row's phase; ``"step"`` is only the totals of a report with forward and backward rows (the sum of both).
 Phase = Literal["forward", "backward", "step"]
-Bound = Literal["compute", "memory"]
+#: ``"compute"``, ``"memory(<level>)"`` (``memory(DRAM)``, ``memory(L2)``, ``memory(LLC)``: the level
+#: whose traffic sets the roofline time), ``"overhead"`` (the per-kernel launch floor), or plain
+#: ``"memory"`` for the DRAM-only verdict of ``cache_model=False``.
+Bound = str
 Unit = Literal["matrix", "vector"]
 
 
@@ -30,6 +33,16 @@ class Verdict:
     achieved_flops_per_s: float | None = None
     roofline_efficiency: float | None = None
     flags: tuple[str, ...] = ()
+    #: Where the row's bytes are served from on this target: level name (``"DRAM"``, ``"L2"``) ->
+    #: bytes; the values sum to the row's bytes. Empty for a verdict without a cache model.
+    bytes_by_level: Mapping[str, int] = field(default_factory=lambda: MappingProxyType({}))
+    #: Kernels (aten ops that launch one) the row runs; each costs at least the launch floor.
+    kernels: int = 0
+
+    @property
+    def memory_bound(self) -> bool:
+        """Bound by memory traffic at any level (``"memory"`` or ``"memory(<level>)"``)."""
+        return self.bound.startswith("memory")
 
 
 @dataclass(frozen=True, slots=True)

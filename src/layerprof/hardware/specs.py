@@ -33,6 +33,7 @@ from layerprof.errors import InvalidArgumentError, InvalidDeviceSpecError
 
 __all__ = [
     "DTYPE_KEYS",
+    "CacheLevel",
     "DeviceKind",
     "DeviceSpec",
     "DtypeLike",
@@ -60,6 +61,8 @@ _FIELDS = (
     "vector_peak_flops_per_s",
     "aliases",
     "l2_cache_bytes",
+    "cache_levels",
+    "memory_bytes",
     "launch_overhead_s",
     "price_usd",
     "sources",
@@ -132,6 +135,77 @@ def _frozen_peaks(device: str, field_name: str, peaks: Mapping[str, float]) -> M
 
 
 @dataclass(frozen=True, slots=True)
+class CacheLevel:
+    """One cache level of a target's memory hierarchy: a name (``"L2"``, ``"LLC"``), how many bytes it
+    holds, and the bandwidth it serves them at. DRAM is not a level: it is the device's
+    ``memory_bandwidth_bytes_per_s`` and ``memory_bytes``."""
+
+    name: str
+    capacity_bytes: int
+    bandwidth_bytes_per_s: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "capacity_bytes": self.capacity_bytes,
+            "bandwidth_bytes_per_s": self.bandwidth_bytes_per_s,
+        }
+
+
+def _cache_levels(device: str, levels: object) -> tuple[CacheLevel, ...]:
+    """The levels of a device entry (CacheLevels or dicts), checked, innermost (smallest) first."""
+    if isinstance(levels, (str, bytes, Mapping)) or not isinstance(levels, (list, tuple)):
+        raise InvalidDeviceSpecError(
+            f"device {device!r}: cache_levels must be a list of levels, got {levels!r}"
+        )
+    checked: list[CacheLevel] = []
+    for index, level in enumerate(levels):
+        if isinstance(level, CacheLevel):
+            level = level.to_dict()
+        if not isinstance(level, Mapping):
+            raise InvalidDeviceSpecError(
+                f"device {device!r}: cache_levels[{index}] must be a table with name, capacity_bytes "
+                f"and bandwidth_bytes_per_s, got {level!r}"
+            )
+        name = level.get("name")
+        if not isinstance(name, str) or not name.strip() or name.upper() == "DRAM":
+            raise InvalidDeviceSpecError(
+                f"device {device!r}: cache_levels[{index}].name must be a non-empty name other than "
+                f"DRAM, got {name!r}"
+            )
+        unknown = sorted(set(level) - {"name", "capacity_bytes", "bandwidth_bytes_per_s"})
+        if unknown:
+            raise InvalidDeviceSpecError(
+                f"device {device!r}: cache_levels[{name!r}] has unknown keys {unknown}"
+            )
+        for key in ("capacity_bytes", "bandwidth_bytes_per_s"):
+            if key not in level:
+                raise InvalidDeviceSpecError(f"device {device!r}: cache_levels[{name!r}] lacks {key}")
+        capacity = level["capacity_bytes"]
+        if not isinstance(capacity, int) or isinstance(capacity, bool) or capacity <= 0:
+            raise InvalidDeviceSpecError(
+                f"device {device!r}: cache_levels[{name!r}].capacity_bytes must be a positive int, "
+                f"got {capacity!r}"
+            )
+        bandwidth = level["bandwidth_bytes_per_s"]
+        if not positive_finite(bandwidth):
+            raise InvalidDeviceSpecError(
+                f"device {device!r}: cache_levels[{name!r}].bandwidth_bytes_per_s must be a positive "
+                f"finite number, got {bandwidth!r}"
+            )
+        if checked and capacity <= checked[-1].capacity_bytes:
+            raise InvalidDeviceSpecError(
+                f"device {device!r}: cache_levels[{name!r}].capacity_bytes = {capacity!r} is not above "
+                f"the level inside it ({checked[-1].name}: {checked[-1].capacity_bytes!r}); list the "
+                f"levels innermost first"
+            )
+        if any(c.name == name for c in checked):
+            raise InvalidDeviceSpecError(f"device {device!r}: cache level {name!r} is listed twice")
+        checked.append(CacheLevel(name, capacity, float(bandwidth)))
+    return tuple(checked)
+
+
+@dataclass(frozen=True, slots=True)
 class DeviceSpec:
     """Ceilings of one device for the roofline model; every figure in base units (bytes/s, FLOP/s).
 
@@ -149,6 +223,11 @@ class DeviceSpec:
     vector_peak_flops_per_s: Mapping[str, float] = field(hash=False)
     aliases: tuple[str, ...] = ()
     l2_cache_bytes: int | None = None
+    #: The caches between the compute units and DRAM, innermost (smallest) first. Empty: DRAM only.
+    cache_levels: tuple[CacheLevel, ...] = ()
+    #: The device's memory capacity in bytes (HBM, GDDR, or the host's RAM); None when unknown.
+    memory_bytes: int | None = None
+    #: The launch/dispatch floor of one kernel in seconds: no kernel runs faster than this.
     launch_overhead_s: float | None = None
     price_usd: float | None = None
     sources: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}), hash=False)
@@ -174,7 +253,7 @@ class DeviceSpec:
                     f"vector_peak_flops_per_s[{key!r}] = {vector_peak!r}; a matrix engine is never slower "
                     f"than the FMA units (they run GEMMs too)"
                 )
-        for name, value in (("l2_cache_bytes", self.l2_cache_bytes),):
+        for name, value in (("l2_cache_bytes", self.l2_cache_bytes), ("memory_bytes", self.memory_bytes)):
             if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value <= 0):
                 raise InvalidDeviceSpecError(
                     f"device {device!r}: {name} must be a positive int or None, got {value!r}"
@@ -184,6 +263,15 @@ class DeviceSpec:
                 raise InvalidDeviceSpecError(
                     f"device {device!r}: {name} must be a positive finite number or None, got {optional!r}"
                 )
+        levels = _cache_levels(device, self.cache_levels)
+        for level in levels:
+            if self.memory_bytes is not None and level.capacity_bytes >= self.memory_bytes:
+                raise InvalidDeviceSpecError(
+                    f"device {device!r}: cache_levels[{level.name!r}].capacity_bytes = "
+                    f"{level.capacity_bytes!r} is not below memory_bytes = {self.memory_bytes!r}; a cache "
+                    f"is smaller than the memory it caches"
+                )
+        object.__setattr__(self, "cache_levels", levels)
         if isinstance(self.aliases, str) or not all(isinstance(a, str) and a for a in self.aliases):
             raise InvalidDeviceSpecError(
                 f"device {device!r}: aliases must be a sequence of non-empty strings, got {self.aliases!r}"
@@ -241,6 +329,8 @@ class DeviceSpec:
             "vector_peak_flops_per_s": dict(self.vector_peak_flops_per_s),
             "aliases": list(self.aliases),
             "l2_cache_bytes": self.l2_cache_bytes,
+            "cache_levels": [level.to_dict() for level in self.cache_levels],
+            "memory_bytes": self.memory_bytes,
             "launch_overhead_s": self.launch_overhead_s,
             "price_usd": self.price_usd,
             "sources": dict(self.sources),
@@ -253,7 +343,8 @@ class DeviceSpec:
 
         Required keys: ``name``, ``memory_bandwidth_bytes_per_s``, ``matrix_peak_flops_per_s``,
         ``vector_peak_flops_per_s``. Optional: ``full_name`` (defaults to ``name``), ``kind`` (``"gpu"``),
-        ``aliases``, ``l2_cache_bytes``, ``launch_overhead_s``, ``price_usd``, ``sources``, ``measured``.
+        ``aliases``, ``l2_cache_bytes``, ``cache_levels``, ``memory_bytes``, ``launch_overhead_s``,
+        ``price_usd``, ``sources``, ``measured``.
         Unknown keys are refused so that a typo does not silently drop a figure.
         """
         if not isinstance(entry, Mapping):
@@ -287,6 +378,8 @@ class DeviceSpec:
             vector_peak_flops_per_s=entry["vector_peak_flops_per_s"],
             aliases=tuple(aliases),
             l2_cache_bytes=entry.get("l2_cache_bytes"),
+            cache_levels=entry.get("cache_levels", ()),
+            memory_bytes=entry.get("memory_bytes"),
             launch_overhead_s=entry.get("launch_overhead_s"),
             price_usd=entry.get("price_usd"),
             sources=entry.get("sources", {}),
