@@ -5,6 +5,8 @@
 #   environment.txt                 nvidia-smi, torch and CUDA versions, the commit
 #   pytest-cuda.txt / .xml          pytest -m cuda (output and JUnit XML)
 #   bench_timing_cuda.txt / .json   benchmarks/bench_timing.py --device cuda
+#   honesty_cuda.txt / .json        benchmarks/bench_roofline_honesty.py --device cuda (resnet50 b1/b32,
+#                                   fp32/fp16, measured ceilings and the h100-sxm table entry)
 #   summary.txt                     exit status of each step
 #
 # From a fresh checkout, after `pip install -e .[test]`:   bash benchmarks/gpu_check.sh [OUT_DIR]
@@ -45,13 +47,18 @@ tests_status=${PIPESTATUS[0]}
     tee "$out/bench_timing_cuda.txt"
 bench_status=${PIPESTATUS[0]}
 
+"$python" benchmarks/bench_roofline_honesty.py --device cuda --table-target "${TABLE_TARGET:-h100-sxm}" \
+    --out "$out/honesty_cuda.json" 2>&1 | tee "$out/honesty_cuda.txt"
+honesty_status=${PIPESTATUS[0]}
+
 {
     echo "pytest -m cuda: exit $tests_status"
     echo "benchmarks/bench_timing.py --device cuda: exit $bench_status"
+    echo "benchmarks/bench_roofline_honesty.py --device cuda: exit $honesty_status"
     echo "results in $out"
 } | tee "$out/summary.txt"
 
-if [ "$tests_status" -eq 0 ] && [ "$bench_status" -eq 0 ]; then
+if [ "$tests_status" -eq 0 ] && [ "$bench_status" -eq 0 ] && [ "$honesty_status" -eq 0 ]; then
     exit 0
 fi
 exit 1
