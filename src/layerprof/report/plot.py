@@ -38,7 +38,7 @@ from layerprof.roofline.verdicts import dominant_dtype, judge, tf32_op
 if TYPE_CHECKING:
     from layerprof.report.facade import Report
 
-__all__ = ["plot_roofline", "row_dot"]
+__all__ = ["plot_roofline", "report_panels", "row_dot"]
 
 
 def _row_label(row: LayerRow) -> str:
@@ -104,13 +104,20 @@ def plot_roofline(report: Report, path: str | Path, *, label_top: int = 8) -> Pa
     """Draw ``report`` on the roofline of each of its targets and write it to ``path`` (.png or .svg).
 
     One panel per target (one bare panel, without ceilings, when the report has none). Every row
-    with FLOPs is a dot, forward and backward; rows without FLOPs are counted in a note. The
-    ``label_top`` heaviest rows (by measured time, by FLOPs when untimed) are labelled.
+    with FLOPs is a dot, forward and backward; rows without FLOPs are counted in a note. Every row
+    measured faster than its roof is labelled, and the ``label_top`` heaviest others (by their dot's
+    time, by FLOPs without a target), where their label overlaps no other text.
     Returns the path written.
     """
     target_path = check_path(path)
     label_top = check_label_top(label_top)
     require_matplotlib()
+    panels, title, notes = report_panels(report)
+    return draw_rooflines(panels, target_path, title=title, notes=notes, label_top=label_top)
+
+
+def report_panels(report: Report) -> tuple[tuple[RooflinePanel, ...], str, list[str]]:
+    """The panels of ``report``'s picture (one per target), its title and its notes."""
     dtype = dominant_dtype(report.layers)
     shown = [r for r in report.layers if r.flops > 0 and r.bytes_total > 0]
     no_flops = [r for r in report.layers if r.flops == 0]
@@ -136,10 +143,4 @@ def plot_roofline(report: Report, path: str | Path, *, label_top: int = 8) -> Pa
         notes.append(f"{len(no_bytes)} {rows_word} with FLOPs but no bytes not shown")
     total_flops = sum(r.flops for r in report.layers)
     title = f"{report_title(report, brand=False)}: {human(total_flops, 'FLOP')}, {dtype}"
-    return draw_rooflines(
-        panels,
-        target_path,
-        title=title,
-        notes=notes,
-        label_top=label_top,
-    )
+    return panels, title, notes
