@@ -50,8 +50,13 @@ class Candidate(NamedTuple):
     va: Literal["bottom", "center", "top"]
 
 
+# Labels keep this many pixels from each other: two names that touch read as one.
+LABEL_GAP_PX = 2.0
+
+
 def _overlap(box: Bbox, others: Iterable[Bbox]) -> int:
-    return sum(1 for other in others if box.overlaps(other))
+    wide = box.padded(LABEL_GAP_PX)
+    return sum(1 for other in others if wide.overlaps(other))
 
 
 def first_fit(
