@@ -21,10 +21,15 @@ from layerprof.report.plot_layout import (
     COLOURS,
     Ceilings,
     RooflinePanel,
+    area_of,
+    bound_colour,
+    bound_label,
+    cap_shown,
     ceilings_of,
-    dot_area,
     human,
+    level_colour,
     limits,
+    max_weights,
     panel_title,
 )
 from layerprof.roofline.verdicts import dominant_dtype, tf32_op
@@ -41,7 +46,8 @@ LEFT, RIGHT, TOP, BOTTOM = 58.0, 14.0, 44.0, 40.0
 @dataclass(frozen=True, slots=True)
 class SvgLine:
     points: str  # "x1,y1 x2,y2 ..."
-    css: str  # "roof", "vector", "grid"
+    css: str  # "roof", "vector", "grid", "slope" (a cache level's), "cap" (a dot's launch floor)
+    colour: str = ""  # a slope's or a cap's: its level's or the overhead colour
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,6 +58,7 @@ class SvgText:
     css: str
     anchor: str = "start"
     angle: float = 0.0
+    colour: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,6 +70,7 @@ class SvgDot:
     filled: bool
     row_id: str
     tip: str
+    above_roof: bool = False  # measured faster than its roof: ringed in black
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,6 +92,9 @@ class Figure:
     weight_meaning: str
     notes: tuple[str, ...]
     timed: bool
+    #: (words, colour) of every bound the dots have, for the legend: the same as the picture's.
+    bounds: tuple[tuple[str, str], ...] = ()
+    above_roof: bool = False  # some dot was measured faster than its roof
 
 
 class _Axes:
@@ -121,9 +132,8 @@ def roofline_figure(report: Report, row_ids: Mapping[tuple[Phase, str], str]) ->
     ceilings = [None if p.target is None else ceilings_of(p.target, p.dtype, p.tf32_op) for p in panels]
     x_limits, y_limits = limits(panels, ceilings)
     axes = _Axes(x_limits, y_limits)
-    max_weight = max((d.weight for p in panels for d in p.dots), default=0.0)
     drawn = tuple(
-        _panel(panel, ceiling, shown, axes, x_limits, y_limits, max_weight, row_ids)
+        _panel(panel, ceiling, shown, axes, x_limits, y_limits, row_ids)
         for panel, ceiling in zip(panels, ceilings, strict=True)
     )
     notes = []
@@ -135,8 +145,18 @@ def roofline_figure(report: Report, row_ids: Mapping[tuple[Phase, str], str]) ->
     unplaced = sum(d.flops_per_s is None or d.flops_per_s <= 0 for p in panels for d in p.dots)
     if unplaced:
         notes.append(f"{unplaced} dots without a FLOP/s to place them at (too short to time) not shown")
-    weight = "measured time" if timed else "FLOPs"
-    return Figure(WIDTH, HEIGHT, drawn, weight, tuple(notes), timed)
+    bases = {d.weight_basis for p in panels for d in p.dots}
+    weight = "time on each target (measured where timed on it, else predicted)"
+    if bases <= {"measured"}:
+        weight = "measured time"
+    elif bases == {"flops"}:
+        weight = "FLOPs"
+    order = ["compute", "memory(DRAM)", "memory", "overhead"]
+    present = {d.bound for p in panels for d in p.dots if d.bound is not None}
+    keys = sorted(present, key=lambda b: (order.index(b) if b in order else 1.5, b))
+    legend = tuple((bound_label(b), bound_colour(b)) for b in keys)
+    above = any(d.above_roof for p in panels for d in p.dots)
+    return Figure(WIDTH, HEIGHT, drawn, weight, tuple(notes), timed, legend, above)
 
 
 def _panel(
@@ -146,7 +166,6 @@ def _panel(
     axes: _Axes,
     x_limits: tuple[float, float],
     y_limits: tuple[float, float],
-    max_weight: float,
     row_ids: Mapping[tuple[Phase, str], str],
 ) -> Panel:
     lines, texts = _grid(axes, x_limits, y_limits)
@@ -155,19 +174,24 @@ def _panel(
         lines += more_lines
         texts += more_texts
     dots = []
+    heaviest = max_weights(panel.dots)
     for row, dot in zip(rows, panel.dots, strict=True):
         if dot.flops_per_s is None or dot.flops_per_s <= 0:
             continue
-        radius = math.sqrt(dot_area(dot.weight, max_weight) / math.pi) * 1.1
+        radius = math.sqrt(area_of(dot, heaviest) / math.pi) * 1.1
+        if cap_shown(dot) and dot.cap_flops_per_s is not None:  # the launch floor's cap over the dot
+            x, y = axes.x(dot.intensity), axes.y(dot.cap_flops_per_s)
+            lines.append(SvgLine(f"{x - 6:.1f},{y:.1f} {x + 6:.1f},{y:.1f}", "cap", COLOURS["overhead"]))
         dots.append(
             SvgDot(
                 x=axes.x(dot.intensity),
                 y=axes.y(dot.flops_per_s),
                 r=radius,
-                colour=COLOURS[dot.bound or "none"],
+                colour=bound_colour(dot.bound),
                 filled=dot.measured,
                 row_id=row_ids.get((row.phase, row.name), ""),
                 tip=_tip(row, panel.target, dot.flops_per_s, dot.measured),
+                above_roof=dot.above_roof,
             )
         )
     dots.sort(key=lambda d: -d.r)  # the small ones drawn last, on top
@@ -252,8 +276,30 @@ def _ceilings(
     dx = axes.x(start) - axes.x(x_low)
     dy = axes.y(bandwidth * start) - axes.y(bandwidth * x_low)
     angle = math.degrees(math.atan2(dy, dx)) if dx > 0 else 0.0
-    slope = human(bandwidth, "B/s")
+    slope = f"DRAM {human(bandwidth, 'B/s')}" if ceiling.cache_slopes else human(bandwidth, "B/s")
     texts.append(SvgText(axes.x(at), axes.y(bandwidth * at) - 6, slope, "roof-label", "start", angle))
+    # Each cache level's slope, in its colour, up to the roofs, which reach left to the fastest.
+    fastest = max((c.bandwidth_bytes_per_s for c in ceiling.cache_slopes), default=bandwidth)
+    if fastest > bandwidth:
+        roof_ext = f"{axes.point(matrix / fastest, matrix)} {axes.point(matrix_ridge, matrix)}"
+        lines.append(SvgLine(roof_ext, "roof-ext"))
+        if not same:
+            lines.append(
+                SvgLine(
+                    f"{axes.point(vector / fastest, vector)} {axes.point(vector_ridge, vector)}", "vector"
+                )
+            )
+    for index, level in enumerate(ceiling.cache_slopes):
+        fast, colour = level.bandwidth_bytes_per_s, level_colour(level.level)
+        ridge = matrix / fast
+        if ridge <= x_low:
+            continue
+        lines.append(
+            SvgLine(f"{axes.point(x_low, fast * x_low)} {axes.point(ridge, matrix)}", "slope", colour)
+        )
+        at = x_low * (ridge / x_low) ** (0.12 + 0.18 * index)
+        name = f"{level.level} {human(fast, 'B/s')}"
+        texts.append(SvgText(axes.x(at), axes.y(fast * at) - 6, name, "roof-label", "start", angle, colour))
     return lines, texts
 
 

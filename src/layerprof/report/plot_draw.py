@@ -15,23 +15,28 @@ from typing import TYPE_CHECKING, Any
 
 from layerprof.errors import InvalidArgumentError
 from layerprof.hardware.specs import normalize_dtype
+from layerprof.report.plot_ceilings import draw_ceiling_lines, label_ceilings
 from layerprof.report.plot_labels import place_labels
 from layerprof.report.plot_layout import (
+    ABOVE_ROOF_COLOUR,
     COLOURS,
     DPI,
     MAX_DOT_AREA,
     ROOF_COLOUR,
-    TEXT_BOX,
     Ceilings,
     RooflineDot,
     RooflinePanel,
+    area_of,
+    bound_colour,
+    bound_label,
+    cap_shown,
     ceilings_of,
     check_label_top,
     check_path,
-    dot_area,
     figure_size_px,
-    human,
+    level_colour,
     limits,
+    max_weights,
     panel_grid,
     panel_title,
     strip_height_in,
@@ -41,7 +46,7 @@ if TYPE_CHECKING:
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
 
-__all__ = ["draw_rooflines", "require_matplotlib"]
+__all__ = ["build_figure", "draw_rooflines", "require_matplotlib"]
 
 logger = logging.getLogger(__name__)
 
@@ -62,14 +67,36 @@ def draw_rooflines(
     title: str,
     notes: Sequence[str] = (),
     label_top: int = 8,
-    weight_meaning: str = "FLOPs",
+    weight_meaning: str | None = None,
 ) -> Path:
     """Draw ``panels`` side by side (shared axes) and write the figure to ``path`` (.png or .svg).
 
     The lower-level entry point behind :func:`plot_roofline`, for pictures that are not a report
-    (see ``examples/kernel_size_sweep.py``). Dot areas are scaled together across panels.
+    (see ``examples/kernel_size_sweep.py``). Dot areas are scaled within each panel, among dots of
+    one unit (times, FLOPs); ``weight_meaning`` (the notes' words for it) defaults to one said from
+    the dots' ``weight_basis``.
     """
     target_path = check_path(path)
+    figure = build_figure(
+        panels, title=title, notes=notes, label_top=label_top, weight_meaning=weight_meaning
+    )
+    if target_path.suffix.lower() == ".svg":
+        figure.savefig(target_path, format="svg")
+    else:
+        figure.savefig(target_path, format="png", dpi=DPI)
+    logger.info("wrote roofline picture %s", target_path)
+    return target_path
+
+
+def build_figure(
+    panels: Sequence[RooflinePanel],
+    *,
+    title: str,
+    notes: Sequence[str] = (),
+    label_top: int = 8,
+    weight_meaning: str | None = None,
+) -> Figure:
+    """The figure :func:`draw_rooflines` writes, laid out and labelled, on an Agg canvas."""
     label_top = check_label_top(label_top)
     if not panels:
         raise InvalidArgumentError("draw_rooflines needs at least one panel")
@@ -93,7 +120,6 @@ def draw_rooflines(
 
     ceilings = [None if p.target is None else ceilings_of(p.target, p.dtype, p.tf32_op) for p in panels]
     x_limits, y_limits = limits(panels, ceilings)
-    max_weight = max((d.weight for p in panels for d in p.dots), default=0.0)
 
     # Without a target and without timings there is no FLOP/s to plot: the rows become a strip
     # along the intensity axis.
@@ -118,8 +144,8 @@ def draw_rooflines(
         if strip_only:
             ax.yaxis.set_visible(False)
         if ceiling is not None:
-            _draw_ceilings(ax, ceiling, x_limits)
-        _draw_dots(ax, panel.dots, max_weight)
+            draw_ceiling_lines(ax, ceiling, x_limits)
+        _draw_dots(ax, panel.dots)
         ax.set_title(panel_title(panel, ceiling), fontsize=10)
         if panel.target is None:
             ax.text(
@@ -147,7 +173,9 @@ def draw_rooflines(
 
     figure.suptitle(title, fontsize=12)
     _figure_legend(figure, panels, ceilings, strip_fraction, strip_only=strip_only)
-    notes_text = _wrap_notes([f"dot area ∝ {weight_meaning}", *notes], width_px / DPI)
+    meaning = weight_meaning if weight_meaning is not None else _weight_meaning(panels)
+    findings = _findings(panels)
+    notes_text = _wrap_notes([f"dot area ∝ {meaning}", *findings, *notes], width_px / DPI)
     figure.text(0.01, 0.01, notes_text, fontsize=7.5, color="#555555", ha="left", va="bottom")
 
     # Lay the figure out once, freeze it, then place labels in display space where overlaps show.
@@ -156,15 +184,11 @@ def draw_rooflines(
     renderer = canvas.get_renderer()  # type: ignore[no-untyped-call]
     for ax, panel, ceiling in zip(axes_list, panels, ceilings, strict=False):
         if ceiling is not None:
-            _label_slope(ax, ceiling, x_limits)
-        place_labels(ax, panel.dots, label_top, renderer)
-
-    if target_path.suffix.lower() == ".svg":
-        figure.savefig(target_path, format="svg")
-    else:
-        figure.savefig(target_path, format="png", dpi=DPI)
-    logger.info("wrote roofline picture %s", target_path)
-    return target_path
+            label_ceilings(ax, ceiling, x_limits, renderer)
+        left_out = place_labels(ax, panel.dots, label_top, renderer)
+        if left_out:
+            logger.info("%d labels left out for lack of room: %s", len(left_out), [d.label for d in left_out])
+    return figure
 
 
 def _style_axes(ax: Axes, *, first_column: bool, bottom: bool) -> None:
@@ -187,87 +211,42 @@ def _style_axes(ax: Axes, *, first_column: bool, bottom: bool) -> None:
         ax.set_ylabel("FLOP/s (attainable, or achieved when timed)", fontsize=9)
 
 
-def _draw_ceilings(ax: Axes, ceiling: Ceilings, x_limits: tuple[float, float]) -> None:
-    x_low, x_high = x_limits
-    bandwidth = ceiling.memory_bandwidth_bytes_per_s
-    matrix_ridge = ceiling.matrix_ridge_point
-    vector_ridge = ceiling.vector_ridge_point
-    same = math.isclose(ceiling.matrix_peak_flops_per_s, ceiling.vector_peak_flops_per_s, rel_tol=1e-9)
-    # Memory slope up to the highest ridge, then the roofs as flat lines to the right edge.
-    ax.plot(
-        [x_low, matrix_ridge], [bandwidth * x_low, ceiling.matrix_peak_flops_per_s],
-        color=ROOF_COLOUR, linewidth=1.6, zorder=2,
-    )  # fmt: skip
-    ax.plot(
-        [matrix_ridge, x_high], [ceiling.matrix_peak_flops_per_s] * 2,
-        color=ROOF_COLOUR, linewidth=1.6, zorder=2,
-    )  # fmt: skip
-    if same:  # one roof; the title says so
-        _mark_ridge(ax, matrix_ridge, ceiling.matrix_peak_flops_per_s, "ridge")
-        return
-    ax.text(
-        x_high / 1.08, ceiling.matrix_peak_flops_per_s * 1.1, "matrix roof",
-        ha="right", va="bottom", fontsize=7.5, color=ROOF_COLOUR, zorder=5, bbox=TEXT_BOX,
-    )  # fmt: skip
-    ax.plot(
-        [vector_ridge, x_high], [ceiling.vector_peak_flops_per_s] * 2,
-        color=ROOF_COLOUR, linewidth=1.2, linestyle="--", zorder=2,
-    )  # fmt: skip
-    ax.text(
-        x_high / 1.08, ceiling.vector_peak_flops_per_s / 1.1, "vector roof",
-        ha="right", va="top", fontsize=7.5, color=ROOF_COLOUR, zorder=5, bbox=TEXT_BOX,
-    )  # fmt: skip
-    _mark_ridge(ax, matrix_ridge, ceiling.matrix_peak_flops_per_s, "matrix ridge")
-    _mark_ridge(ax, vector_ridge, ceiling.vector_peak_flops_per_s, "vector ridge")
+def _weight_meaning(panels: Sequence[RooflinePanel]) -> str:
+    bases = {d.weight_basis for p in panels for d in p.dots}
+    if bases == {"measured"}:
+        return "measured time"
+    if bases == {"predicted"}:
+        return "predicted (roofline) time on the panel's target"
+    if bases == {"flops"}:
+        return "FLOPs"
+    if "flops" in bases:
+        return "measured time (ticks: FLOPs)"
+    return "time on the panel's target: measured where timed on it, else predicted (roofline)"
 
 
-def _mark_ridge(ax: Axes, ridge: float, peak: float, name: str) -> None:
-    ax.plot([ridge], [peak], marker="D", markersize=5, color=ROOF_COLOUR, zorder=4, linestyle="none")
-    ax.plot(
-        [ridge, ridge], [ax.get_ylim()[0], peak], color=ROOF_COLOUR, linewidth=0.6, linestyle=":", zorder=1
-    )
-    ax.annotate(
-        f"{name}\n{ridge:.3g} FLOP/B",
-        (ridge, peak),
-        xytext=(4, -6),
-        textcoords="offset points",
-        ha="left",
-        va="top",
-        fontsize=7.5,
-        color=ROOF_COLOUR,
-        zorder=5,
-        bbox=TEXT_BOX,
-    )
+def _findings(panels: Sequence[RooflinePanel]) -> list[str]:
+    """The notes' line naming every dot measured faster than its roof, on each panel."""
+    lines = []
+    for panel in panels:
+        above = [d for d in panel.dots if d.above_roof]
+        if not above:
+            continue
+        names = ", ".join(
+            f"{d.label} ({d.efficiency:.2g}x)" if d.efficiency is not None else d.label for d in above[:5]
+        )
+        more = f" and {len(above) - 5} more" if len(above) > 5 else ""
+        where = f" on {panel.target.name}" if panel.target is not None else ""
+        lines.append(f"! faster than its roof{where}, check: {names}{more}")
+    return lines
 
 
-def _label_slope(ax: Axes, ceiling: Ceilings, x_limits: tuple[float, float]) -> None:
-    # Rotated along the slope as drawn: the angle is only known once the axes are laid out.
-    bandwidth = ceiling.memory_bandwidth_bytes_per_s
-    x_low = x_limits[0]
-    x_at = math.sqrt(x_low * min(ceiling.vector_ridge_point, ceiling.matrix_ridge_point)) / 1.5
-    start = ax.transData.transform((x_low, bandwidth * x_low))
-    end = ax.transData.transform((ceiling.matrix_ridge_point, ceiling.matrix_peak_flops_per_s))
-    angle = math.degrees(math.atan2(end[1] - start[1], end[0] - start[0]))
-    ax.annotate(
-        f"memory {human(bandwidth, 'B/s')}",
-        (x_at, bandwidth * x_at),
-        xytext=(0, 4),
-        textcoords="offset points",
-        rotation=angle,
-        rotation_mode="anchor",
-        ha="left",
-        va="bottom",
-        fontsize=8,
-        color=ROOF_COLOUR,
-    )
-
-
-def _draw_dots(ax: Axes, dots: Sequence[RooflineDot], max_weight: float) -> None:
+def _draw_dots(ax: Axes, dots: Sequence[RooflineDot]) -> None:
+    heaviest = max_weights(dots)
     # Heaviest first so that small dots stay visible on top of big ones.
-    for dot in sorted(dots, key=lambda d: -d.weight):
-        colour = COLOURS[dot.bound or "none"]
+    for dot in sorted(dots, key=lambda d: -area_of(d, heaviest)):
+        colour = bound_colour(dot.bound)
         marker = "^" if dot.phase == "backward" else "o"
-        area = dot_area(dot.weight, max_weight)
+        area = area_of(dot, heaviest)
         if dot.flops_per_s is None:
             ax.plot(
                 [dot.intensity], [0.03], transform=ax.get_xaxis_transform(), marker="|",
@@ -285,6 +264,22 @@ def _draw_dots(ax: Axes, dots: Sequence[RooflineDot], max_weight: float) -> None
             alpha=0.75,
             zorder=3,
         )
+        if dot.above_roof:  # a finding: a ring around it, and its label is always drawn
+            ring = (math.sqrt(area) + 7) ** 2
+            ax.scatter(
+                [dot.intensity], [dot.flops_per_s], s=ring, marker="o", facecolors="none",
+                edgecolors=ABOVE_ROOF_COLOUR, linewidths=1.8, zorder=4,
+            )  # fmt: skip
+        if cap_shown(dot):  # the launch floor: no faster than flops / (kernels x launch time)
+            assert dot.cap_flops_per_s is not None
+            ax.plot(
+                [dot.intensity] * 2, [dot.flops_per_s, dot.cap_flops_per_s], color=COLOURS["overhead"],
+                linewidth=0.7, linestyle=":", zorder=2,
+            )  # fmt: skip
+            ax.plot(
+                [dot.intensity], [dot.cap_flops_per_s], marker="_", markersize=11, markeredgewidth=1.8,
+                color=COLOURS["overhead"], linestyle="none", zorder=4,
+            )  # fmt: skip
 
 
 def _wrap_notes(notes: Sequence[str], width_in: float) -> str:
@@ -316,26 +311,53 @@ def _figure_legend(
         )  # fmt: skip
 
     bounds = {d.bound for d in dots}
+    levels = []  # every memory level with a slope drawn or a dot bound by it, DRAM first
+    for c in ceilings:
+        levels += [s.level for s in c.slopes] if c is not None else []
+    levels += sorted(b[len("memory(") : -1] for b in bounds if b is not None and b.startswith("memory("))
+    levels = list(dict.fromkeys(levels))
     if "compute" in bounds:
-        marker("compute-bound", COLOURS["compute"], True)
+        marker(bound_label("compute"), COLOURS["compute"], True)
+    for level in levels:  # one entry per level: its slope and its dots, in its colour
+        bound_here = f"memory({level})" in bounds
+        handles.append(
+            Line2D(
+                [], [], color=level_colour(level), linewidth=1.4, marker="o" if bound_here else "none",
+                markersize=6, label=f"{level}: slope" + (", memory-bound dots" if bound_here else ""),
+                linestyle="-" if level == "DRAM" else (0, (6, 2)),
+            )
+        )  # fmt: skip
     if "memory" in bounds:
-        marker("memory-bound", COLOURS["memory"], True)
+        marker("memory-bound (DRAM-only verdict)", COLOURS["memory"], True)
+    if "overhead" in bounds:
+        marker(bound_label("overhead"), COLOURS["overhead"], True)
     if None in bounds:
-        marker("no target: bound unknown", COLOURS["none"], True)
+        marker(bound_label(None), COLOURS["none"], True)
     if any(d.measured for d in dots) and not strip_only:
         marker("measured (achieved FLOP/s)", "#444444", True)
     if any(not d.measured and d.flops_per_s is not None for d in dots):
         marker("untimed (or too short): on its roof", "#444444", False)
     if any(d.phase == "backward" for d in dots):
         marker("backward pass", "#444444", True, "^")
+    if any(d.above_roof for d in dots):
+        marker("! faster than its roof: check", ABOVE_ROOF_COLOUR, False)
+    if any(cap_shown(d) for d in dots):
+        handles.append(
+            Line2D(
+                [], [], linestyle="none", marker="_", markersize=11, markeredgewidth=1.8,
+                color=COLOURS["overhead"], label="launch floor cap: flops / (kernels x launch time)",
+            )
+        )  # fmt: skip
     if any(c is not None for c in ceilings):
-        handles.append(Line2D([], [], color=ROOF_COLOUR, linewidth=1.6, label="memory slope, matrix roof"))
+        handles.append(Line2D([], [], color=ROOF_COLOUR, linewidth=1.6, label="matrix roof"))
         if any(c is not None and c.matrix_peak_flops_per_s != c.vector_peak_flops_per_s for c in ceilings):
             handles.append(
                 Line2D([], [], color=ROOF_COLOUR, linewidth=1.2, linestyle="--", label="vector roof")
             )
         handles.append(
-            Line2D([], [], color=ROOF_COLOUR, marker="D", markersize=5, linestyle="none", label="ridge point")
+            Line2D(
+                [], [], color=ROOF_COLOUR, marker="D", markersize=5, linestyle="none", label="ridge (DRAM)"
+            )
         )
     width_in = figure.get_figwidth()
     figure.legend(
