@@ -287,7 +287,9 @@ def _peak_memory(report: Report, names: Sequence[str], limit: float) -> list[Bud
     if not names:
         return [BudgetResult("max_peak_memory", None, float(report.memory.peak_bytes), limit, "counted")]
     return [
-        BudgetResult("max_peak_memory", name, float(report.memory_by_target[name].peak_bytes), limit, "counted")
+        BudgetResult(
+            "max_peak_memory", name, float(report.memory_by_target[name].peak_bytes), limit, "counted"
+        )
         for name in names
     ]
 

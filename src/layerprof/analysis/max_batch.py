@@ -44,7 +44,9 @@ def max_batch(
     specs = resolve_targets(target)
     if len(specs) != 1:
         raise InvalidArgumentError(f"max_batch takes one target, got {target!r}; use max_batches for several")
-    return max_batches(model, input_size, specs, backward=backward, optimizer=optimizer, dtype=dtype)[specs[0].name]
+    return max_batches(model, input_size, specs, backward=backward, optimizer=optimizer, dtype=dtype)[
+        specs[0].name
+    ]
 
 
 def max_batches(
@@ -64,7 +66,7 @@ def max_batches(
         if spec.memory_bytes is None:
             raise InvalidArgumentError(
                 f"target {spec.name!r} has no memory capacity (memory_bytes is None): cannot say which "
-                "batch fits; give a DeviceSpec with memory_bytes (dataclasses.replace(spec, memory_bytes=...))"
+                "batch fits; give a DeviceSpec with memory_bytes (dataclasses.replace(spec, memory_bytes=N))"
             )
     with_batch = _batched(input_size)
     probes: dict[int, dict[str, int]] = {}
@@ -81,7 +83,10 @@ def max_batches(
             known = probes[batch] = {name: m.peak_bytes for name, m in report.memory_by_target.items()}
         return known
 
-    return {spec.name: _search(lambda b, name=spec.name: peaks(b)[name], spec.memory_bytes or 0) for spec in specs}
+    def peak_on(name: str) -> Callable[[int], int]:
+        return lambda batch: peaks(batch)[name]
+
+    return {spec.name: _search(peak_on(spec.name), spec.memory_bytes or 0) for spec in specs}
 
 
 def _search(peak: Callable[[int], int], capacity: int) -> int:

@@ -9,8 +9,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from layerprof.api.footprint import footprint_run
 from layerprof.api.counting import check_model, count, warn_unsupported
+from layerprof.api.footprint import footprint_run
 from layerprof.api.rng import keeps_rng
 from layerprof.core.dtypes import dtype_name
 from layerprof.errors import ForwardError, InvalidArgumentError
@@ -119,7 +119,9 @@ def analyze(
             check_devices(model, args, kwargs)
         if on_meta or backward:
             args, kwargs = to_meta(args, kwargs)
-        memory = footprint_run(model, targets, optimizer=optimizer, backward=backward, on_meta=on_meta or backward)
+        memory = footprint_run(
+            model, targets, optimizer=optimizer, backward=backward, on_meta=on_meta or backward
+        )
         rows, unsupported, kinds = count(
             model, args, kwargs, to_meta_device=on_meta or backward, backward=backward, memory=memory
         )

@@ -13,8 +13,8 @@ from torch import nn
 from layerprof.core.records import LayerRow
 from layerprof.errors import ForwardError, InvalidArgumentError, InvalidModelError, LayerprofError
 from layerprof.walk.collect import Collector, OpCounter
-from layerprof.walk.memory_run import FootprintRun
 from layerprof.walk.exported import ExportedRun, is_exported, prepare
+from layerprof.walk.memory_run import FootprintRun
 from layerprof.walk.twin import make_twin
 
 __all__ = ["InputPair", "check_model", "count", "count_with_fallback", "warn_unsupported"]

@@ -22,7 +22,8 @@ def footprint_run(
     spec = optimizer_spec(optimizer, model)
     if spec is not None and not backward:
         raise InvalidArgumentError(
-            f"optimizer={optimizer!r:.60} counts the optimizer step of a training step: pass backward=True too"
+            f"optimizer={optimizer!r:.60} counts the optimizer step of a training step: "
+            "pass backward=True too"
         )
     rules = {rule_of(t) for t in targets} or {rule_of(None)}
     return FootprintRun(optimizer=spec, rules=rules, on_meta=on_meta)

@@ -23,8 +23,8 @@ from typing import TYPE_CHECKING, Any
 
 from layerprof.analysis.budgets import BUDGET_NAMES, BudgetResult, Budgets, check, failures
 from layerprof.cli.config import AuditConfig, read_config
-from layerprof.cli.memory_args import add_memory_arguments, max_batch_lines
 from layerprof.cli.loader import LoadedModel, load_model, parse_model_args
+from layerprof.cli.memory_args import add_memory_arguments, max_batch_lines
 from layerprof.cli.model_args import add_model_arguments, input_sizes
 from layerprof.cli.progress import Progress
 from layerprof.core.dtypes import canonical_name, parse_dtype

@@ -48,7 +48,11 @@ def max_batch_lines(
     from layerprof.analysis.max_batch import max_batches
 
     with_memory = [t for t in targets if t.memory_bytes is not None]
-    lines = [f"max batch on {t.name}: unknown (no memory_bytes for this target)" for t in targets if t.memory_bytes is None]
+    lines = [
+        f"max batch on {t.name}: unknown (no memory_bytes for this target)"
+        for t in targets
+        if t.memory_bytes is None
+    ]
     if with_memory:
         size: Any = sizes[0] if len(sizes) == 1 else list(sizes)
         found = max_batches(

@@ -61,4 +61,4 @@ def parse_bytes(text: str) -> int:
         value = float(number)
     except ValueError:
         raise ValueError(f"{text!r} is not a size such as 6GiB or 512MB") from None
-    return int(round(value * BYTE_UNITS.get(unit, 1)))
+    return round(value * BYTE_UNITS.get(unit, 1))

@@ -121,7 +121,9 @@ class MemoryReport:
             if value
         ]
         verdict = "" if self.capacity_bytes is None else ("; fits" if self.fits() else "; DOES NOT FIT")
-        text = f"peak {format_bytes(self.peak_bytes)}{of}{on} ({self.peak_phase}): {', '.join(parts)}{verdict}"
+        text = (
+            f"peak {format_bytes(self.peak_bytes)}{of}{on} ({self.peak_phase}): {', '.join(parts)}{verdict}"
+        )
         if self.measured_peak_bytes is not None:
             text += f"; measured {format_bytes(self.measured_peak_bytes)}"
         return text
@@ -136,7 +138,7 @@ def _report(run: FootprintRun, rule: Rule, target: DeviceSpec | None) -> MemoryR
     peaks = run.peaks(rule)
     if not peaks:
         return None
-    phases = {phase: MemorySnapshot.of(peak) for phase, peak in peaks.items()}
+    phases: dict[str, MemorySnapshot] = {phase: MemorySnapshot.of(peak) for phase, peak in peaks.items()}
     top = max(phases.values(), key=lambda s: s.peak_bytes)
     return MemoryReport(
         target=None if target is None else target.name,
@@ -155,7 +157,9 @@ def _report(run: FootprintRun, rule: Rule, target: DeviceSpec | None) -> MemoryR
     )
 
 
-def memory_reports(run: FootprintRun, targets: Sequence[DeviceSpec]) -> tuple[MemoryReport | None, dict[str, MemoryReport]]:
+def memory_reports(
+    run: FootprintRun, targets: Sequence[DeviceSpec]
+) -> tuple[MemoryReport | None, dict[str, MemoryReport]]:
     """``report.memory`` (the first target's, or exact bytes without a target) and one per target."""
     by_target = {t.name: r for t in targets if (r := _report(run, rule_of(t), t)) is not None}
     first = by_target.get(targets[0].name) if targets else _report(run, "exact", None)

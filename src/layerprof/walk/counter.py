@@ -38,7 +38,9 @@ class Allocations(Protocol):
 class OpCounter(TorchDispatchMode):  # type: ignore[no-untyped-call]
     """Prices every op that runs while it is active and charges it to the collector's current row."""
 
-    def __init__(self, collector: Charger, *, fast_meta: bool = True, memory: Allocations | None = None) -> None:
+    def __init__(
+        self, collector: Charger, *, fast_meta: bool = True, memory: Allocations | None = None
+    ) -> None:
         super().__init__()  # type: ignore[no-untyped-call]
         self.collector = collector
         self.fast_meta = fast_meta

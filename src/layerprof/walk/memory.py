@@ -124,7 +124,8 @@ class MemoryTracker:
         for param in model.parameters():
             self.track((param,), Category.PARAMETERS)
             if gradients and param.requires_grad:
-                self._handles.append(param.register_post_accumulate_grad_hook(self._accumulated))
+                handle = param.register_post_accumulate_grad_hook(self._accumulated)  # type: ignore[no-untyped-call]
+                self._handles.append(handle)
         for buffer in model.buffers():
             self.track((buffer,), Category.BUFFERS)
 

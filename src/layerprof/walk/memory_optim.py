@@ -76,8 +76,8 @@ def optimizer_spec(optimizer: object, model: nn.Module) -> OptimizerSpec | None:
             f"optimizer must be a torch.optim.Optimizer or one of {', '.join(OPTIMIZER_NAMES)}, "
             f"got {type(optimizer).__name__}: {optimizer!r:.80}"
         )
-    cls = next((c for c in _CLASSES if isinstance(optimizer, c)), None)
-    if cls is None:
+    found = next((c for c in _CLASSES if isinstance(optimizer, c)), None)
+    if found is None:
         raise InvalidArgumentError(
             f"layerprof counts the state of SGD, Adam and AdamW optimizers; got {type(optimizer).__name__}"
         )
@@ -86,7 +86,9 @@ def optimizer_spec(optimizer: object, model: nn.Module) -> OptimizerSpec | None:
     for group in optimizer.param_groups:
         params = tuple(names[id(p)] for p in group["params"] if id(p) in names)
         groups.append((params, MappingProxyType(_hyper(group))))
-    return OptimizerSpec(cls.__name__.lower(), cls, MappingProxyType(_hyper(optimizer.defaults)), tuple(groups))
+    return OptimizerSpec(
+        cls.__name__.lower(), cls, MappingProxyType(_hyper(optimizer.defaults)), tuple(groups)
+    )
 
 
 def _hyper(values: Mapping[str, Any]) -> dict[str, Any]:
@@ -100,6 +102,7 @@ def _hyper(values: Mapping[str, Any]) -> dict[str, Any]:
 
 def _build(spec: OptimizerSpec, twin: nn.Module, foreach: bool) -> torch.optim.Optimizer:
     params = dict(twin.named_parameters())
+    groups: list[dict[str, Any]]
     if spec.groups is None:
         groups = [{"params": [p for p in params.values() if p.requires_grad]}]
         defaults = dict(spec.defaults)
@@ -114,7 +117,9 @@ def _build(spec: OptimizerSpec, twin: nn.Module, foreach: bool) -> torch.optim.O
     return spec.cls(groups, **defaults)
 
 
-def run_optimizer(spec: OptimizerSpec, twin: nn.Module, tracker: MemoryTracker, rules: frozenset[Rule]) -> None:
+def run_optimizer(
+    spec: OptimizerSpec, twin: nn.Module, tracker: MemoryTracker, rules: frozenset[Rule]
+) -> None:
     """Step ``spec``'s optimizer on the twin (its parameters hold gradients) under the counter:
     once per implementation ``rules`` need, each time a warm-up step first (see the module docs)."""
     for rule in RULES_ORDER:

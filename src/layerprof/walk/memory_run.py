@@ -42,7 +42,13 @@ class FootprintRun:
         self._stack: ModuleStack | None = None
 
     def begin(
-        self, stack: ModuleStack, twin: nn.Module, args: tuple[Any, ...], kwargs: Mapping[str, Any], *, backward: bool
+        self,
+        stack: ModuleStack,
+        twin: nn.Module,
+        args: tuple[Any, ...],
+        kwargs: Mapping[str, Any],
+        *,
+        backward: bool,
     ) -> None:
         self._stack = stack
         self.tracker.watch(stack)
@@ -70,7 +76,9 @@ class FootprintRun:
             name = row_name(key, self._stack)
             held[name] = held.get(name, 0) + size
         return [
-            replace(row, activation_bytes=held[row.name]) if row.phase == "forward" and row.name in held else row
+            replace(row, activation_bytes=held[row.name])
+            if row.phase == "forward" and row.name in held
+            else row
             for row in rows
         ]
 
