@@ -93,7 +93,9 @@ def to_dict(report: Report) -> dict[str, Any]:
 
 def memory_dict(memory: MemoryReport) -> dict[str, Any]:
     data = {f.name: _plain(getattr(memory, f.name)) for f in fields(memory) if f.name != "phases"}
-    data["phases"] = {name: {f.name: getattr(s, f.name) for f in fields(s)} for name, s in memory.phases.items()}
+    data["phases"] = {
+        name: {f.name: getattr(s, f.name) for f in fields(s)} for name, s in memory.phases.items()
+    }
     return data
 
 

@@ -18,6 +18,7 @@ as the for-loop implementation.
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
@@ -87,7 +88,7 @@ def optimizer_spec(optimizer: object, model: nn.Module) -> OptimizerSpec | None:
         params = tuple(names[id(p)] for p in group["params"] if id(p) in names)
         groups.append((params, MappingProxyType(_hyper(group))))
     return OptimizerSpec(
-        cls.__name__.lower(), cls, MappingProxyType(_hyper(optimizer.defaults)), tuple(groups)
+        found.__name__.lower(), found, MappingProxyType(_hyper(optimizer.defaults)), tuple(groups)
     )
 
 
@@ -100,7 +101,7 @@ def _hyper(values: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
-def _build(spec: OptimizerSpec, twin: nn.Module, foreach: bool) -> torch.optim.Optimizer:
+def _build(spec: OptimizerSpec, twin: nn.Module, foreach: bool) -> torch.optim.Optimizer | None:
     params = dict(twin.named_parameters())
     groups: list[dict[str, Any]]
     if spec.groups is None:
@@ -112,9 +113,10 @@ def _build(spec: OptimizerSpec, twin: nn.Module, foreach: bool) -> torch.optim.O
     for group in groups:
         if group.get("foreach") is None:
             group["foreach"] = foreach
-    defaults.pop("foreach", None)
+    accepted = inspect.signature(spec.cls.__init__).parameters
+    defaults = {k: v for k, v in defaults.items() if k in accepted and k != "foreach"}
     groups = [g for g in groups if g["params"]]
-    return spec.cls(groups, **defaults)
+    return spec.cls(groups, **defaults) if groups else None  # nothing to optimize: no state, no step
 
 
 def run_optimizer(
@@ -126,6 +128,8 @@ def run_optimizer(
         if rule not in rules:
             continue
         optimizer = _build(spec, twin, foreach=rule == "cuda")
+        if optimizer is None:
+            return
         tracker.phase = None
         optimizer.step()
         for state in optimizer.state.values():
