@@ -10,12 +10,12 @@ import math
 
 import pytest
 import torch
+from tests.models import Single, op_model
 from torch import nn
 
 import layerprof
 from layerprof.errors import InvalidArgumentError
 from layerprof.walk.memory import cuda_block
-from tests.models import Single, op_model
 
 GiB = 2**30
 T4 = dataclasses.replace(layerprof.get_device("t4"), memory_bytes=16 * GiB)
