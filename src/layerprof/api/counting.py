@@ -140,14 +140,19 @@ InputPair = tuple[tuple[Any, ...], dict[str, Any]]
 
 
 def count_with_fallback(
-    model: nn.Module, meta_inputs: InputPair, real_inputs: Callable[[], InputPair]
+    model: nn.Module,
+    meta_inputs: InputPair,
+    real_inputs: Callable[[], InputPair],
+    memory: FootprintRun | None = None,
 ) -> tuple[list[LayerRow], dict[str, int], dict[str, str]]:
     """Count on a meta twin; when that forward raises (a model that needs values, such as ``.item()``),
-    count once more on a real twin with ``real_inputs()``."""
+    count once more on a real twin with ``real_inputs()`` (``memory`` then starts over on it)."""
     args, kwargs = meta_inputs
     try:
-        return count(model, args, kwargs, to_meta_device=True)
+        return count(model, args, kwargs, to_meta_device=True, memory=memory)
     except ForwardError as error:
         logger.info("counting on the meta device failed (%s); counting on real inputs instead", error)
     args, kwargs = real_inputs()
-    return count(model, args, kwargs, to_meta_device=False)
+    if memory is not None:
+        memory.restart(on_meta=False)
+    return count(model, args, kwargs, to_meta_device=False, memory=memory)

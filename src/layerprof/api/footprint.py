@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import replace
+from types import MappingProxyType
+from typing import Any
 
 from torch import nn
 
 from layerprof.errors import InvalidArgumentError
 from layerprof.hardware.specs import DeviceSpec
+from layerprof.report.facade import Report
 from layerprof.report.memory import rule_of
 from layerprof.walk.memory_optim import optimizer_spec
 from layerprof.walk.memory_run import FootprintRun
 
-__all__ = ["footprint_run"]
+__all__ = ["footprint_run", "with_measured_memory"]
 
 
 def footprint_run(
@@ -27,3 +31,17 @@ def footprint_run(
         )
     rules = {rule_of(t) for t in targets} or {rule_of(None)}
     return FootprintRun(optimizer=spec, rules=rules, on_meta=on_meta)
+
+
+def with_measured_memory(report: Report, run_peak: int, rows: Mapping[str, int]) -> Report:
+    """``report`` with the peaks measured on its CUDA device next to every predicted one."""
+    measured = MappingProxyType(dict(rows))
+
+    def add(memory: Any) -> Any:
+        return replace(memory, measured_peak_bytes=run_peak, measured_row_peak_bytes=measured)
+
+    return replace(
+        report,
+        memory=None if report.memory is None else add(report.memory),
+        memory_by_target=MappingProxyType({name: add(m) for name, m in report.memory_by_target.items()}),
+    )

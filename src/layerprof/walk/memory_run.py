@@ -38,6 +38,10 @@ class FootprintRun:
     ) -> None:
         self.optimizer = optimizer
         self.rules = frozenset(rules)
+        self.restart(on_meta=on_meta)
+
+    def restart(self, *, on_meta: bool) -> None:
+        """Forget everything tracked (a count that failed on meta, run again on real tensors)."""
         self.tracker = MemoryTracker(track_devices=frozenset({"meta"}) if on_meta else None)
         self._stack: ModuleStack | None = None
 
