@@ -81,14 +81,15 @@ class PhasePeak:
 
 
 class _Storage:
-    __slots__ = ("alive", "category", "exact", "key", "rounded")
+    __slots__ = ("alive", "category", "exact", "key", "ref", "rounded")
 
     def __init__(self, exact: int, category: Category, key: RowKey | None) -> None:
         self.exact = exact
-        self.rounded = cuda_block(exact)
+        self.rounded = -(-exact // CUDA_BLOCK_BYTES) * CUDA_BLOCK_BYTES  # cuda_block, inlined: hot
         self.category = category
         self.key = key
         self.alive = True
+        self.ref: weakref.ref[Any] | None = None
 
 
 class MemoryTracker:
@@ -103,8 +104,9 @@ class MemoryTracker:
         self.phase: MemoryPhase | None = "forward"  # None: allocations tracked, no peak recorded
         self.recording: frozenset[Rule] = frozenset(RULES)
         self._live: dict[int, _Storage] = {}
-        self._refs: dict[int, weakref.ref[Any]] = {}
         self._totals: dict[Rule, list[int]] = {rule: [0] * len(Category) for rule in RULES}
+        self._sums: dict[Rule, int] = dict.fromkeys(RULES, 0)
+        self._meta_only = track_devices == frozenset({"meta"})
         self._peaks: dict[Rule, dict[MemoryPhase, PhasePeak]] = {rule: {} for rule in RULES}
         self._pending: dict[int, list[_Storage]] = {}  # id(module) -> storages its ops made this call
         self._held: dict[RowKey, int] = {}
@@ -138,45 +140,48 @@ class MemoryTracker:
 
     # -- storages ------------------------------------------------------------------------------------
     def track(self, values: Iterable[Any], category: Category, key: RowKey | None = None) -> list[_Storage]:
-        """Register the storages of the tensors in ``values`` not seen yet; returns the new ones."""
+        """Register the storages of the tensors in ``values`` not seen yet; returns the new ones.
+
+        Parameters, buffers and inputs are registered this way before the run; they outlive it."""
         new: list[_Storage] = []
         devices = self.track_devices
         for tensor in iter_tensors(values):
             if devices is not None and tensor.device.type not in devices:
                 continue
-            try:
-                storage = tensor.untyped_storage()
-            except (RuntimeError, NotImplementedError):  # sparse, nested, a subclass without one
-                continue
-            ident = id(storage)
-            if ident in self._live:
-                continue
-            entry = _Storage(storage.nbytes(), category, key)
-            self._live[ident] = entry
-            self._refs[ident] = weakref.ref(storage, self._freer(ident))
-            self._totals["exact"][category] += entry.exact
-            self._totals["cuda"][category] += entry.rounded
-            new.append(entry)
+            storage = _storage_of(tensor)
+            if storage is not None and id(storage) not in self._live:
+                new.append(self._add(storage, category, key, weak=category > Category.INPUTS))
         return new
+
+    def _add(self, storage: Any, category: Category, key: RowKey | None, *, weak: bool = True) -> _Storage:
+        ident = id(storage)
+        entry = _Storage(storage.nbytes(), category, key)
+        self._live[ident] = entry
+        if weak:  # parameters, buffers and inputs outlive the run: no weak reference to watch them die
+            entry.ref = weakref.ref(storage, self._freer(ident))
+        self._totals["exact"][category] += entry.exact
+        self._totals["cuda"][category] += entry.rounded
+        self._sums["exact"] += entry.exact
+        self._sums["cuda"] += entry.rounded
+        return entry
 
     def _freer(self, ident: int) -> Callable[[Any], None]:
         def freed(_: Any) -> None:
             entry = self._live.pop(ident, None)
-            self._refs.pop(ident, None)
             if entry is not None:
                 entry.alive = False
                 self._totals["exact"][entry.category] -= entry.exact
                 self._totals["cuda"][entry.category] -= entry.rounded
+                self._sums["exact"] -= entry.exact
+                self._sums["cuda"] -= entry.rounded
 
         return freed
 
     def recategorize(self, values: Iterable[Any], category: Category) -> None:
         """The storages of ``values`` now hold ``category`` (a gradient, optimizer state)."""
         for tensor in iter_tensors(values):
-            try:
-                entry = self._live.get(id(tensor.untyped_storage()))
-            except (RuntimeError, NotImplementedError):
-                continue
+            storage = _storage_of(tensor)
+            entry = self._live.get(id(storage)) if storage is not None else None
             if entry is None:
                 self.track((tensor,), category)
             elif entry.category != category:
@@ -188,19 +193,42 @@ class MemoryTracker:
 
     # -- ops -----------------------------------------------------------------------------------------
     def allocated(self, func: OpOverload, out: Any) -> None:
-        """An op has run and returned ``out``: charge its new storages, then note a new peak."""
+        """An op has run and returned ``out``: charge its new storages, then note a new peak.
+
+        The hot path of counting: most ops return one tensor, and views and in-place ops return
+        storages already known, which cost one lookup and nothing else."""
+        tensors = (out,) if isinstance(out, torch.Tensor) else out if isinstance(out, (tuple, list)) else ()
+        live, devices = self._live, self.track_devices
+        fresh: list[Any] | None = None
+        for tensor in tensors:
+            if not isinstance(tensor, torch.Tensor):
+                continue
+            if devices is not None and not (
+                tensor.is_meta if self._meta_only else tensor.device.type in devices
+            ):
+                continue
+            storage = _storage_of(tensor)
+            if storage is not None and id(storage) not in live:
+                if fresh is None:
+                    fresh = []
+                fresh.append(storage)
+        if fresh is None:
+            return
         phase = self.phase
         module = self._stack.current if self._stack is not None and phase == "forward" else None
-        if phase == "backward":
-            category = Category.TEMPORARY
-        elif phase == "optimizer_step":
-            category = Category.TEMPORARY  # the state exists by then (see memory_optim)
-        else:
-            category = Category.ACTIVATIONS
+        # Backward and optimizer-step allocations are temporary (the optimizer's state exists by the
+        # recorded step, see memory_optim); forward ones (and a warm-up step's) activations.
+        category = Category.TEMPORARY if phase in ("backward", "optimizer_step") else Category.ACTIVATIONS
         key = row_key(module, self._name(func)) if module is not None else None
-        new = self.track((out,), category, key)
-        if module is not None and new:
-            self._pending.setdefault(id(module), []).extend(new)
+        made = [self._add(st, category, key) for st in fresh if id(st) not in live]
+        if module is not None:
+            self._pending.setdefault(id(module), []).extend(made)
+        if phase is not None:
+            self._note_peak(phase)
+
+    def start_phase(self, phase: MemoryPhase | None) -> None:
+        """Later allocations belong to ``phase``; what is alive now is already a peak of it."""
+        self.phase = phase
         if phase is not None:
             self._note_peak(phase)
 
@@ -212,11 +240,10 @@ class MemoryTracker:
 
     def _note_peak(self, phase: MemoryPhase) -> None:
         for rule in self.recording:
-            totals = self._totals[rule]
-            total = sum(totals)
+            total = self._sums[rule]
             known = self._peaks[rule].get(phase)
             if known is None or total > known.peak_bytes:
-                self._peaks[rule][phase] = PhasePeak(phase, total, tuple(totals))
+                self._peaks[rule][phase] = PhasePeak(phase, total, tuple(self._totals[rule]))
 
     def module_left(self, module: nn.Module) -> None:
         """A module's call returned: what its own ops made and still holds stays charged to its rows."""
@@ -237,4 +264,12 @@ class MemoryTracker:
         return dict(self._peaks[rule])
 
     def current_bytes(self, rule: Rule = "exact") -> int:
-        return sum(self._totals[rule])
+        return self._sums[rule]
+
+
+def _storage_of(tensor: torch.Tensor) -> Any:
+    """The tensor's untyped storage; None for one without (sparse, nested, some subclasses)."""
+    try:
+        return tensor.untyped_storage()
+    except (RuntimeError, NotImplementedError):
+        return None

@@ -134,8 +134,8 @@ def run_optimizer(
         optimizer.step()
         for state in optimizer.state.values():
             tracker.recategorize(state.values(), Category.OPTIMIZER_STATE)
-        tracker.phase = "optimizer_step"
         tracker.recording = frozenset({rule})
+        tracker.start_phase("optimizer_step")
         try:
             optimizer.step()
         finally:

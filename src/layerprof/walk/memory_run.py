@@ -58,10 +58,10 @@ class FootprintRun:
         self.tracker.watch(stack)
         self.tracker.track_model(twin, gradients=backward)
         self.tracker.track((*args, *kwargs.values()), Category.INPUTS)
-        self.tracker.phase = "forward"
+        self.tracker.start_phase("forward")
 
     def backward_starts(self) -> None:
-        self.tracker.phase = "backward"
+        self.tracker.start_phase("backward")
 
     def after_backward(self, twin: nn.Module) -> None:
         self.tracker.phase = None
