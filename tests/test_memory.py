@@ -264,6 +264,7 @@ def test_the_table_shows_activation_memory_and_the_peaks() -> None:
     assert data["layers"][0]["activation_bytes"] == 2 * 1000 * 4
 
 
+@pytest.mark.cuda
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_profile_measures_the_cuda_peak_next_to_the_prediction() -> None:
     model = _linear().cuda().eval()

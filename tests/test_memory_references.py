@@ -71,3 +71,34 @@ def test_training_step_peak_matches_memtracker(name: str, optimizer: str, one_to
     assert report.memory is not None
     reference = _memtracker_peak(model, OPTIMIZERS[optimizer](model))
     assert report.memory.peak_bytes == pytest.approx(reference, rel=0.05)
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.parametrize("optimizer", [None, "adam"])
+def test_cuda_peak_matches_max_memory_allocated(optimizer: str | None) -> None:
+    """On a GPU: the prediction for a GPU target (512-byte blocks, foreach step) within 10% of the
+    caching allocator's own high-water mark over the same step (cuDNN workspaces included there)."""
+    torch.manual_seed(0)
+    model = torchvision.models.resnet18(weights=None).train(optimizer is not None)
+    gpu = layerprof.get_device("h100-sxm")
+    report = layerprof.analyze(
+        model, input_size=(8, 3, 224, 224), target=gpu, backward=optimizer is not None, optimizer=optimizer
+    )
+    assert report.memory is not None and report.memory.allocator == "cuda"
+    torch.cuda.empty_cache()
+    before = torch.cuda.memory_allocated()  # what earlier tests left on the device
+    real = model.cuda()
+    x = torch.randn(8, 3, 224, 224, device="cuda")
+    step = OPTIMIZERS[optimizer](real) if optimizer is not None else None
+    torch.cuda.synchronize()
+    torch.cuda.reset_peak_memory_stats()
+    if step is None:
+        with torch.no_grad():
+            real(x)
+    else:
+        real(x).sum().backward()
+        step.step()
+    torch.cuda.synchronize()
+    measured = torch.cuda.max_memory_allocated() - before
+    assert report.memory.peak_bytes == pytest.approx(measured, rel=0.10)
