@@ -127,9 +127,10 @@ def _headers(report: Report, cols: Columns) -> list[str]:
         headers.append("phase")
     if cols.with_calls:
         headers.append("calls")
-    headers += ["kernel", "output", "params", "FLOPs", "MACs", "bytes", "FLOP/B"]
+    headers += ["kernel", "output", "params", "FLOPs", "MACs", "bytes"]
     if cols.with_memory:
         headers.append("act mem")  # what the row's calls allocated and still held when they returned
+    headers.append("FLOP/B")
     if cols.with_phase:
         headers.append("bwd/fwd")  # a backward row's FLOPs over its forward row's
     if cols.timed:
@@ -183,9 +184,10 @@ def _cells(row: LayerRow, report: Report, cols: Columns, own: bool, ratio: str =
     if cols.with_calls:
         cells.append(str(row.calls) if own else "")
     kernel, output, params, flops, moved, intensity = count_cells(row)
-    cells += [kernel, output, params, flops, si(row.macs), moved, intensity]
+    cells += [kernel, output, params, flops, si(row.macs), moved]
     if cols.with_memory:
         cells.append(binary_bytes(row.activation_bytes) if row.activation_bytes else "")
+    cells.append(intensity)
     if cols.with_phase:
         cells.append(ratio)
     if cols.timed:
