@@ -358,10 +358,13 @@ def test_plot(models_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture[s
     assert_one_line_error(code, err, "must end in .png or .svg")
 
 
+FOOTER = ("predicted", "memory ", "act mem:")  # the footer lines after the table
+
+
 def test_depth_sort_top(capsys: pytest.CaptureFixture[str]) -> None:
     base = ["torchvision:resnet18", "--input-size", "1,3,64,64", "--target", "t4"]
     code, out, _ = audit(capsys, *base, "--depth", "1")
-    names = [line.split()[0] for line in out.splitlines()[4:] if line and not line.startswith("predicted")]
+    names = [line.split()[0] for line in out.splitlines()[4:] if line and not line.startswith(FOOTER)]
     assert names == [
         "conv1",
         "bn1",
@@ -376,7 +379,7 @@ def test_depth_sort_top(capsys: pytest.CaptureFixture[str]) -> None:
         "total",
     ]
     code, out, _ = audit(capsys, *base, "--depth", "1", "--sort", "params", "--top", "2")
-    names = [line.split()[0] for line in out.splitlines()[4:] if line and not line.startswith("predicted")]
+    names = [line.split()[0] for line in out.splitlines()[4:] if line and not line.startswith(FOOTER)]
     # params: layer4 8.39M, layer3 2.1M, then the other 8 rows folded into one
     assert names == ["layer4", "layer3", "(8", "total"]
     code, _, err = audit(capsys, *base, "--depth", "-1")

@@ -138,19 +138,20 @@ def test_the_dominant_dtype_weighs_flops_and_bytes() -> None:
 def test_the_budget_names_have_one_source() -> None:
     assert budgets.BUDGET_NAMES == (
         "max_gflops", "max_params", "max_latency_ms", "max_memory_bound_share", "min_roofline_efficiency",
+        "max_peak_memory",
     )  # fmt: skip
     assert config.BUDGET_KEYS is budgets.BUDGET_NAMES
     assert set(config.CONFIG_KEYS) >= set(budgets.BUDGET_NAMES)
 
 
 def test_every_budget_has_an_audit_flag_that_reaches_its_limit() -> None:
-    values = ["1", "2", "3", "0.4", "0.5"]
+    values = ["1", "2", "3", "0.4", "0.5", "6KiB"]
     line = ["audit", "demo"]
     for name, value in zip(budgets.BUDGET_NAMES, values, strict=True):
         line += [f"--{name.replace('_', '-')}", value]
     args = build_parser().parse_args(line)
     limits = audit_cli._budgets(args, config.AuditConfig())
-    assert limits.limits() == tuple(zip(budgets.BUDGET_NAMES, (1.0, 2.0, 3.0, 0.4, 0.5), strict=True))
+    assert limits.limits() == tuple(zip(budgets.BUDGET_NAMES, (1.0, 2.0, 3.0, 0.4, 0.5, 6144.0), strict=True))
 
 
 # -- counts checked by core.validate ---------------------------------------------------------------

@@ -53,6 +53,9 @@ _EXPORTS: dict[str, str] = {
     "Budgets": "layerprof.analysis.budgets",
     "BudgetResult": "layerprof.analysis.budgets",
     "assert_within": "layerprof.analysis.budgets",
+    "max_batch": "layerprof.analysis.max_batch",
+    "MemoryReport": "layerprof.report.memory",
+    "MemorySnapshot": "layerprof.report.memory",
     "LayerprofError": "layerprof.errors",
     "InvalidArgumentError": "layerprof.errors",
     "InvalidModelError": "layerprof.errors",
@@ -83,6 +86,8 @@ __all__ = [
     "LayerRow",
     "LayerprofError",
     "LinkSpec",
+    "MemoryReport",
+    "MemorySnapshot",
     "ModelLoadError",
     "Profiler",
     "RankGather",
@@ -102,6 +107,7 @@ __all__ = [
     "list_devices",
     "list_links",
     "load_devices",
+    "max_batch",
     "measure_device",
     "nvtx",
     "predict_scaling",
@@ -126,6 +132,7 @@ def __dir__() -> list[str]:
 
 if TYPE_CHECKING:
     from layerprof.analysis.budgets import BudgetResult, Budgets, assert_within
+    from layerprof.analysis.max_batch import max_batch
     from layerprof.analysis.scaling import ScalingPrediction, predict_scaling
     from layerprof.analysis.whatif import ConvCost, conv_cost
     from layerprof.api import sinks
@@ -156,3 +163,4 @@ if TYPE_CHECKING:
     from layerprof.models.demonet import DemoNet, demo_model
     from layerprof.report.crosscheck import Crosscheck, Disagreement
     from layerprof.report.facade import AllreduceTime, RankTimes, Report
+    from layerprof.report.memory import MemoryReport, MemorySnapshot

@@ -11,6 +11,8 @@ budget                      value checked                                       
 ``max_memory_bound_share``  share (0..1) of the predicted time spent in memory-bound rows yes
 ``min_roofline_efficiency`` ``total.roofline[t].roofline_efficiency`` (timed, on the     yes
                             targets that describe the device the time was taken on)
+``max_peak_memory``         ``report.memory_by_target[t].peak_bytes`` (bytes, or a size  yes
+                            such as ``"6GiB"``; ``report.memory`` without a target)
 =========================== ============================================================ ==========
 
 :func:`check` returns one :class:`BudgetResult` per budget and target; :func:`assert_within` raises
@@ -24,7 +26,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, fields, replace
 from typing import TYPE_CHECKING, Literal, get_args
 
-from layerprof.core.units import si
+from layerprof.core.units import binary_bytes, parse_bytes, si
 from layerprof.errors import InvalidArgumentError
 from layerprof.report import shares
 
@@ -44,7 +46,12 @@ __all__ = [
 ]
 
 BudgetName = Literal[
-    "max_gflops", "max_params", "max_latency_ms", "max_memory_bound_share", "min_roofline_efficiency"
+    "max_gflops",
+    "max_params",
+    "max_latency_ms",
+    "max_memory_bound_share",
+    "min_roofline_efficiency",
+    "max_peak_memory",
 ]
 #: Every budget, in the order results are reported: the one list the CLI's flags and config keys
 #: are derived from (read off ``BudgetName``, so that the two cannot drift apart).
@@ -58,6 +65,7 @@ _SORT_FOR: dict[BudgetName, str] = {
     "max_latency_ms": "roofline_time",
     "max_memory_bound_share": "roofline_time",
     "min_roofline_efficiency": "time",
+    "max_peak_memory": "memory",
 }
 
 
@@ -71,12 +79,16 @@ class Budgets:
     max_latency_ms: float | None = None
     max_memory_bound_share: float | None = None
     min_roofline_efficiency: float | None = None
+    #: Bytes; a size string (``"6GiB"``, ``"512MB"``) is read as one.
+    max_peak_memory: float | str | None = None
 
     def __post_init__(self) -> None:
         for name in BUDGET_NAMES:
             value = getattr(self, name)
             if value is None:
                 continue
+            if name == "max_peak_memory" and isinstance(value, str):
+                value = _size(value)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
                 raise InvalidArgumentError(f"budget {name} must be a number, got {value!r}")
             if value <= 0:
@@ -153,7 +165,16 @@ class BudgetResult:
         )
 
 
+def _size(text: str) -> int:
+    try:
+        return parse_bytes(text)
+    except ValueError as error:
+        raise InvalidArgumentError(f"budget max_peak_memory: {error}") from None
+
+
 def _format(budget: BudgetName, value: float) -> str:
+    if budget == "max_peak_memory":
+        return binary_bytes(value)
     if budget == "max_gflops":
         return f"{value:.4g} GFLOPs"
     if budget == "max_params":
@@ -194,6 +215,7 @@ def check(
     max_latency_ms: float | None = None,
     max_memory_bound_share: float | None = None,
     min_roofline_efficiency: float | None = None,
+    max_peak_memory: float | str | None = None,
 ) -> tuple[BudgetResult, ...]:
     """Check ``report`` against ``budgets`` (keyword limits override them), on every target of the
     report or on ``target`` only. A per-target budget on a report without targets, or
@@ -203,7 +225,14 @@ def check(
     if not isinstance(report, Report):
         raise InvalidArgumentError(f"report must be a layerprof Report, got {type(report).__name__}")
     limits = (budgets or Budgets()).overridden_by(
-        Budgets(max_gflops, max_params, max_latency_ms, max_memory_bound_share, min_roofline_efficiency)
+        Budgets(
+            max_gflops,
+            max_params,
+            max_latency_ms,
+            max_memory_bound_share,
+            min_roofline_efficiency,
+            max_peak_memory,
+        )
     )
     names = _target_names(report, target)
     total = report.total
@@ -216,6 +245,8 @@ def check(
             results.append(BudgetResult(budget, None, float(total.params), limit, "counted"))
         elif budget == "max_latency_ms" and measured is not None:
             results.append(BudgetResult(budget, None, measured, limit, "measured"))
+        elif budget == "max_peak_memory":
+            results += _peak_memory(report, names, limit)
         else:
             if not names:
                 raise InvalidArgumentError(
@@ -245,6 +276,22 @@ def _efficiency_targets(report: Report, names: Sequence[str], *, explicit: bool)
             "add target 'auto' (this machine, measured) or the device table's entry for this GPU"
         )
     return judged
+
+
+def _peak_memory(report: Report, names: Sequence[str], limit: float) -> list[BudgetResult]:
+    """The peak on each target (or without one), as counted by analyze."""
+    if report.memory is None:
+        raise InvalidArgumentError(
+            "budget max_peak_memory needs a report counted with memory (layerprof.analyze, or audit)"
+        )
+    if not names:
+        return [BudgetResult("max_peak_memory", None, float(report.memory.peak_bytes), limit, "counted")]
+    return [
+        BudgetResult(
+            "max_peak_memory", name, float(report.memory_by_target[name].peak_bytes), limit, "counted"
+        )
+        for name in names
+    ]
 
 
 def _per_target(report: Report, budget: BudgetName, name: str, limit: float) -> BudgetResult:
@@ -290,6 +337,7 @@ def assert_within(
     max_latency_ms: float | None = None,
     max_memory_bound_share: float | None = None,
     min_roofline_efficiency: float | None = None,
+    max_peak_memory: float | str | None = None,
     top: int = 10,
 ) -> tuple[BudgetResult, ...]:
     """Check the budgets; return the results when all hold, else raise ``AssertionError`` with one
@@ -302,6 +350,7 @@ def assert_within(
         max_latency_ms=max_latency_ms,
         max_memory_bound_share=max_memory_bound_share,
         min_roofline_efficiency=min_roofline_efficiency,
+        max_peak_memory=max_peak_memory,
     )
     if not results:
         raise InvalidArgumentError(

@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from layerprof.api.counting import check_model, count, warn_unsupported
+from layerprof.api.footprint import footprint_run
 from layerprof.api.rng import keeps_rng
 from layerprof.core.dtypes import dtype_name
 from layerprof.errors import ForwardError, InvalidArgumentError
@@ -45,6 +46,7 @@ def analyze(
     dtype: torch.dtype | str | None = None,
     target: TargetArg = None,
     backward: bool = False,
+    optimizer: object = None,
 ) -> Report:
     """Count FLOPs and bytes per layer; nothing is timed.
 
@@ -68,6 +70,10 @@ def analyze(
     ``backward=True`` counts a training step instead: forward and backward on the meta device (real
     inputs are replaced by meta tensors of the same shapes), backward rows (``phase="backward"``)
     charged to the layers whose forward made them, as if the loss were the sum of the outputs.
+
+    ``report.memory`` gives the run's peak memory and what it holds (:mod:`layerprof.report.memory`);
+    with ``backward=True`` the training step's, and ``optimizer=`` (a ``torch.optim`` SGD, Adam or
+    AdamW instance, or ``"sgd"``, ``"sgd-momentum"``, ``"adam"``, ``"adamw"``) adds its step and state.
     """
     if not isinstance(backward, bool):
         raise InvalidArgumentError(f"backward must be True or False, got {backward!r}")
@@ -89,9 +95,10 @@ def analyze(
         if not run_dtype.is_floating_point:
             run_dtype = torch.float32  # an index, mask or complex dtype is the inputs' only
         args, kwargs = spec.make("meta")
+        memory = footprint_run(model, targets, optimizer=optimizer, backward=backward, on_meta=True)
         try:
             rows, unsupported, kinds = count(
-                model, args, kwargs, to_meta_device=True, dtype=run_dtype, backward=backward
+                model, args, kwargs, to_meta_device=True, dtype=run_dtype, backward=backward, memory=memory
             )
         except ForwardError as error:
             # Often the sizes themselves: float indices, a rank the first convolution does not take.
@@ -112,8 +119,11 @@ def analyze(
             check_devices(model, args, kwargs)
         if on_meta or backward:
             args, kwargs = to_meta(args, kwargs)
+        memory = footprint_run(
+            model, targets, optimizer=optimizer, backward=backward, on_meta=on_meta or backward
+        )
         rows, unsupported, kinds = count(
-            model, args, kwargs, to_meta_device=on_meta or backward, backward=backward
+            model, args, kwargs, to_meta_device=on_meta or backward, backward=backward, memory=memory
         )
     warn_unsupported(unsupported)
-    return build_report(model, rows, unsupported, targets, spec, kinds)
+    return build_report(model, rows, unsupported, targets, spec, kinds, memory=memory)

@@ -14,6 +14,7 @@ from layerprof.core.records import LayerRow
 from layerprof.errors import ForwardError, InvalidArgumentError, InvalidModelError, LayerprofError
 from layerprof.walk.collect import Collector, OpCounter
 from layerprof.walk.exported import ExportedRun, is_exported, prepare
+from layerprof.walk.memory_run import FootprintRun
 from layerprof.walk.twin import make_twin
 
 __all__ = ["InputPair", "check_model", "count", "count_with_fallback", "warn_unsupported"]
@@ -43,12 +44,14 @@ def count(
     to_meta_device: bool,
     dtype: torch.dtype | None = None,
     backward: bool = False,
+    memory: FootprintRun | None = None,
 ) -> tuple[list[LayerRow], dict[str, int], dict[str, str]]:
     """Run one forward of a twin of ``model`` under the counter; the user's model is never touched.
 
     With ``backward`` (meta only, so no gradient reaches the user's parameters) the forward runs
     with autograd on and is followed by the backward of the sum of its floating outputs: the rows
-    of a training step, backward rows charged to the layers whose forward made them.
+    of a training step, backward rows charged to the layers whose forward made them. ``memory``
+    tracks the run's storages (:mod:`layerprof.walk.memory_run`), and steps its optimizer.
     """
     if backward and not to_meta_device:
         raise InvalidArgumentError("backward counting runs on the meta device only")
@@ -60,11 +63,19 @@ def count(
     if exported is not None:
         ExportedRun(exported, collector.module_stack).install()
     collector.attach()
+    if memory is not None:
+        memory.begin(collector.module_stack, twin, args, kwargs, backward=backward)
+    tracker = memory.tracker if memory is not None else None
     try:
-        with torch.set_grad_enabled(backward), OpCounter(collector, fast_meta=to_meta_device):
+        with torch.set_grad_enabled(backward), OpCounter(collector, fast_meta=to_meta_device, memory=tracker):
             output = twin(*args, **kwargs)
             if backward:
+                if memory is not None:
+                    memory.backward_starts()
                 _training_loss(output).backward()  # type: ignore[no-untyped-call]
+                if memory is not None:
+                    del output  # a training loop keeps neither the outputs nor the loss past here
+                    memory.after_backward(twin)
     except LayerprofError:
         raise  # a bad argument found on the way (no output needs a gradient): not a failed forward
     except Exception as error:
@@ -75,7 +86,10 @@ def count(
     finally:
         collector.close()
         collector.release_graph()
-    return collector.rows(), dict(collector.unsupported), collector.module_kinds()
+        if memory is not None:
+            memory.end()
+    rows = collector.rows() if memory is None else memory.with_activation_bytes(collector.rows())
+    return rows, dict(collector.unsupported), collector.module_kinds()
 
 
 def failure_text(error: BaseException) -> str:
@@ -126,14 +140,19 @@ InputPair = tuple[tuple[Any, ...], dict[str, Any]]
 
 
 def count_with_fallback(
-    model: nn.Module, meta_inputs: InputPair, real_inputs: Callable[[], InputPair]
+    model: nn.Module,
+    meta_inputs: InputPair,
+    real_inputs: Callable[[], InputPair],
+    memory: FootprintRun | None = None,
 ) -> tuple[list[LayerRow], dict[str, int], dict[str, str]]:
     """Count on a meta twin; when that forward raises (a model that needs values, such as ``.item()``),
-    count once more on a real twin with ``real_inputs()``."""
+    count once more on a real twin with ``real_inputs()`` (``memory`` then starts over on it)."""
     args, kwargs = meta_inputs
     try:
-        return count(model, args, kwargs, to_meta_device=True)
+        return count(model, args, kwargs, to_meta_device=True, memory=memory)
     except ForwardError as error:
         logger.info("counting on the meta device failed (%s); counting on real inputs instead", error)
     args, kwargs = real_inputs()
-    return count(model, args, kwargs, to_meta_device=False)
+    if memory is not None:
+        memory.restart(on_meta=False)
+    return count(model, args, kwargs, to_meta_device=False, memory=memory)

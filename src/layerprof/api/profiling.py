@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 from layerprof.api.counting import check_model, count_with_fallback, warn_unsupported
+from layerprof.api.footprint import footprint_run, with_measured_memory
 from layerprof.api.rng import keeps_rng
 from layerprof.core import rownames
 from layerprof.core.records import LayerRow
@@ -21,6 +22,7 @@ from layerprof.report.assemble import build_report, local_targets
 from layerprof.report.facade import Report
 from layerprof.timing.kernels import kernel_times
 from layerprof.timing.layers import LayerTimer, check_counts, measure
+from layerprof.timing.memory_cuda import measure_cuda_peaks
 from layerprof.timing.rows import timed_rows
 from layerprof.walk.collect import ROOT_NAME
 from layerprof.walk.inputs import (
@@ -148,13 +150,17 @@ def profile(
         )
     targets = resolve_targets(target)
     spec = describe(args, kwargs)
-    rows, unsupported, kinds = count_with_fallback(model, to_meta(args, kwargs), lambda: (args, kwargs))
+    memory = footprint_run(model, targets, optimizer=None, backward=False, on_meta=True)
+    rows, unsupported, kinds = count_with_fallback(
+        model, to_meta(args, kwargs), lambda: (args, kwargs), memory
+    )
 
     hooked = make_twin(model, to_meta=False)
     plain = make_twin(model, to_meta=False)
     timer = LayerTimer(hooked, device=where, root_name=ROOT_NAME)
     timer.reserve(2 * (len(timer.names) + _module_calls(rows)))
     kernels: dict[str, float] | None = None
+    measured: tuple[int, dict[str, int]] | None = None
     try:
         with torch.no_grad(), _on(where):
             with timer:
@@ -165,6 +171,8 @@ def profile(
                     warmup=warmup,
                     repeat=repeat,
                 )
+            if where.type == "cuda":  # the measured peak, next to the predicted one
+                measured = measure_cuda_peaks(make_twin(model, to_meta=False), args, kwargs, where)
             if kernel_time:
                 kernels = kernel_times(
                     lambda: plain(*args, **kwargs), plain, rows, targets, device=where, root_name=ROOT_NAME
@@ -189,6 +197,9 @@ def profile(
         total_time_ms=end_to_end_ms,
         kernel_time_ms=kernels,
         timed_on=local_targets(targets, where),
+        memory=memory,
     )
+    if measured is not None:
+        report = with_measured_memory(report, *measured)
     gathered = None if gatherer is None else gatherer.finish(report, 0)
     return report if gathered is None else gathered

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 from layerprof.analysis.budgets import BUDGET_NAMES, BudgetResult, Budgets, check, failures
 from layerprof.cli.config import AuditConfig, read_config
 from layerprof.cli.loader import LoadedModel, load_model, parse_model_args
+from layerprof.cli.memory_args import add_memory_arguments, max_batch_lines
 from layerprof.cli.model_args import add_model_arguments, input_sizes
 from layerprof.cli.progress import Progress
 from layerprof.core.dtypes import canonical_name, parse_dtype
@@ -184,6 +185,7 @@ def add_parser(commands: Any) -> None:
         metavar="SHARE",
         help="predicted / measured time, per target (needs --time)",
     )
+    add_memory_arguments(parser, budgets)
     parser.set_defaults(run=run)
 
 
@@ -228,6 +230,8 @@ def _check_usage(args: argparse.Namespace, budgets: Budgets, dtype: str, device:
         raise InvalidArgumentError(
             "--min-roofline-efficiency compares measured with predicted time: it needs --time"
         )
+    if args.optimizer is not None and args.time:
+        raise InvalidArgumentError("--optimizer counts a training step on meta; --time times inference")
     if dtype == "int8" and args.time:
         raise InvalidArgumentError(
             "--dtype int8 prices the model at int8 but cannot run it: leave out --time"
@@ -271,11 +275,15 @@ def _report(
     # A deployment runs inference: dropout off, batch norm on its running statistics. An exported
     # program's mode was fixed when it was exported (and its module refuses eval()).
     if loaded.kind != "exported":
-        loaded.model.eval()
+        loaded.model.train(args.optimizer is not None)  # --optimizer audits a training step
     if not args.time:
         from layerprof.api.analyzing import analyze
 
-        return analyze(loaded.model, input_size=size_arg, dtype=dtype, target=list(targets))
+        training = args.optimizer is not None
+        return analyze(
+            loaded.model, input_size=size_arg, dtype=dtype, target=list(targets), backward=training,
+            optimizer=args.optimizer,
+        )  # fmt: skip
     import torch
 
     from layerprof.api.profiling import profile  # the timing path is imported only when asked for
@@ -381,6 +389,8 @@ def run(args: argparse.Namespace) -> int:
         results = check(report, budgets) if not budgets.empty else ()
         bar.step("writing the report")
         text = _render(report, fmt, args, results)
+        if args.max_batch:
+            batches = max_batch_lines(loaded.model, sizes, dtype, targets, args.optimizer)
     for message in dict.fromkeys(str(w.message) for w in caught):
         _say(f"warning: {message}", args.quiet)
 
@@ -392,6 +402,8 @@ def run(args: argparse.Namespace) -> int:
         _say(f"{fmt} report written to {args.output}", args.quiet)
     elif not args.quiet:
         sys.stdout.write(text)
+    if args.max_batch:
+        print("\n".join(batches), file=sys.stdout if args.output is None and not args.quiet else sys.stderr)
     if args.plot is not None:
         _say(f"roofline plot written to {args.plot}", args.quiet)
     return _verdict(results, args.quiet)

@@ -9,6 +9,7 @@ So that CI needs no long command line::
     max-gflops = 5.0
     max-latency-ms = 12.5
     max-memory-bound-share = 0.6
+    max-peak-memory = "6GiB"          # bytes, or a size in KiB/MiB/GiB/KB/MB/GB
 
 Keys may be spelt with dashes or underscores. A file named ``pyproject.toml`` is read from its
 ``[tool.layerprof]`` table; any other TOML file from that table when it has one, else from its top
@@ -28,6 +29,7 @@ from typing import Any
 
 from layerprof.analysis.budgets import BUDGET_NAMES
 from layerprof.core import toml
+from layerprof.core.units import parse_bytes
 from layerprof.errors import InvalidArgumentError
 
 __all__ = [
@@ -120,7 +122,9 @@ def _validate(table: Mapping[str, Any], file: Path) -> AuditConfig:
         )
     budgets: dict[str, float] = {}
     for key in BUDGET_KEYS:
-        if key in values:
+        if key == "max_peak_memory" and isinstance(values.get(key), str):
+            budgets[key] = _size(values[key], file)
+        elif key in values:
             budgets[key] = _number(values[key], key, file)
     return AuditConfig(
         source=file,
@@ -137,6 +141,13 @@ def _number(value: object, key: str, file: Path) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
         raise InvalidArgumentError(f"{file}: {key.replace('_', '-')} must be a number, got {value!r}")
     return float(value)
+
+
+def _size(value: str, file: Path) -> float:
+    try:
+        return float(parse_bytes(value))
+    except ValueError as error:
+        raise InvalidArgumentError(f"{file}: max-peak-memory: {error}") from None
 
 
 def _string(value: object, key: str, file: Path) -> str:

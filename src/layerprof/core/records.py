@@ -65,6 +65,9 @@ class LayerRow:
     matrix_flops: int = 0
     bytes_read: int = 0
     bytes_written: int = 0
+    #: Memory the row's calls allocated and still held when they returned (their outputs and what
+    #: autograd saved), exact bytes; 0 for backward rows and rows not counted with memory.
+    activation_bytes: int = 0
     time_ms: float | None = None
     time_iqr_ms: float | None = None
     roofline: Mapping[str, Verdict] = field(default_factory=lambda: MappingProxyType({}))
@@ -116,7 +119,7 @@ class LayerRow:
 ROW_FIELDS: tuple[str, ...] = (
     "name", "kind", "phase", "depth", "calls", "kernel_size", "input_shapes", "output_shapes",
     "shapes_vary", "dtype", "params", "flops", "matrix_flops", "macs", "bytes_read", "bytes_written",
-    "intensity", "time_ms", "time_iqr_ms", "roofline",
+    "activation_bytes", "intensity", "time_ms", "time_iqr_ms", "roofline",
 )  # fmt: skip
 
 

@@ -32,5 +32,6 @@ def total_row(rows: Sequence[LayerRow], *, kind: str, time_ms: float | None = No
         matrix_flops=matrix,
         bytes_read=read,
         bytes_written=written,
+        activation_bytes=sum(r.activation_bytes for r in rows),
         time_ms=time_ms,
     )

@@ -33,3 +33,32 @@ def milliseconds(value: float | None) -> str:
 
 def shape(dims: tuple[int, ...]) -> str:
     return "x".join(str(d) for d in dims) if dims else "scalar"
+
+
+#: Byte units a size may be written in (``6GiB``, ``512 MB``): binary and decimal prefixes.
+BYTE_UNITS: dict[str, int] = {
+    "B": 1,
+    "KiB": 2**10,
+    "MiB": 2**20,
+    "GiB": 2**30,
+    "TiB": 2**40,
+    "KB": 10**3,
+    "MB": 10**6,
+    "GB": 10**9,
+    "TB": 10**12,
+}
+
+
+def parse_bytes(text: str) -> int:
+    """``"6GiB"`` -> 6442450944, ``"1.5 GB"`` -> 1500000000, ``"4096"`` -> 4096 (plain bytes). A
+    ValueError names the value and the unit it does not know."""
+    stripped = text.strip()
+    number = stripped.rstrip("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ").strip()
+    unit = stripped[len(number) :].strip() if number else stripped
+    if unit and unit not in BYTE_UNITS:
+        raise ValueError(f"unknown byte unit {unit!r} in {text!r}; known: {', '.join(BYTE_UNITS)}")
+    try:
+        value = float(number)
+    except ValueError:
+        raise ValueError(f"{text!r} is not a size such as 6GiB or 512MB") from None
+    return round(value * BYTE_UNITS.get(unit, 1))

@@ -17,8 +17,10 @@ from layerprof.core.totals import total_row
 from layerprof.hardware.specs import DeviceSpec
 from layerprof.hardware.table import match_device_name
 from layerprof.report.facade import Report
+from layerprof.report.memory import memory_reports
 from layerprof.roofline.verdicts import judge
 from layerprof.walk.inputs import InputSpec
+from layerprof.walk.memory_run import FootprintRun
 
 
 def build_report(
@@ -32,12 +34,14 @@ def build_report(
     total_time_ms: float | None = None,
     kernel_time_ms: Mapping[str, float] | None = None,
     timed_on: frozenset[str] = frozenset(),
+    memory: FootprintRun | None = None,
 ) -> Report:
     judged = [judge(row, targets, timed_on=timed_on) for row in rows]
     total = total_row(judged, kind=type(model).__name__, time_ms=total_time_ms)
     total = judge(total, targets, rows=judged, timed_on=timed_on)
     timed = [r.time_ms for r in judged if r.time_ms is not None]
     coverage = sum(timed) / total_time_ms if timed and total_time_ms else None
+    first, by_target = memory_reports(memory, targets) if memory is not None else (None, {})
     return Report(
         layers=tuple(judged),
         total=total,
@@ -49,6 +53,8 @@ def build_report(
         module_kinds=MappingProxyType(dict(kinds)),
         kernel_time_ms=None if kernel_time_ms is None else MappingProxyType(dict(kernel_time_ms)),
         timed_on=timed_on,
+        memory=first,
+        memory_by_target=MappingProxyType(by_target),
         _model=weakref.ref(model),
     )
 

@@ -16,6 +16,7 @@ from layerprof.core.validate import path_arg
 if TYPE_CHECKING:
     from layerprof.hardware.specs import DeviceSpec
     from layerprof.report.facade import AllreduceTime, Report
+    from layerprof.report.memory import MemoryReport
 
 SCHEMA_VERSION = 1
 
@@ -82,10 +83,20 @@ def to_dict(report: Report) -> dict[str, Any]:
         "ranks": _ranks_dict(report),
         "allreduce": None if report.allreduce is None else _allreduce_dict(report.allreduce),
         "step": report.step,
+        "memory": None if report.memory is None else memory_dict(report.memory),
+        "memory_by_target": {name: memory_dict(m) for name, m in report.memory_by_target.items()},
         "unsupported": dict(report.unsupported),
         "layers": [row_dict(r) for r in report.layers],
         "total": row_dict(report.total),
     }
+
+
+def memory_dict(memory: MemoryReport) -> dict[str, Any]:
+    data = {f.name: _plain(getattr(memory, f.name)) for f in fields(memory) if f.name != "phases"}
+    data["phases"] = {
+        name: {f.name: getattr(s, f.name) for f in fields(s)} for name, s in memory.phases.items()
+    }
+    return data
 
 
 def _ranks_dict(report: Report) -> dict[str, Any] | None:

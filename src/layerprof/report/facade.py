@@ -24,6 +24,7 @@ if TYPE_CHECKING:
 
     from layerprof.hardware.specs import DeviceSpec
     from layerprof.report.crosscheck import Crosscheck
+    from layerprof.report.memory import MemoryReport
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,6 +89,11 @@ class Report:
     #: The training step a ``watch()`` sample measured (0-based: the index of its counted forward);
     #: None for analyze and profile.
     step: int | None = None
+    #: Peak memory and its breakdown on the first target (:mod:`layerprof.report.memory`); None when
+    #: the run was not counted with memory tracking.
+    memory: MemoryReport | None = None
+    #: The same per target: a GPU target rounds as the CUDA caching allocator does.
+    memory_by_target: Mapping[str, MemoryReport] = field(default_factory=lambda: MappingProxyType({}))
     _model: weakref.ReferenceType[nn.Module] | None = field(default=None, repr=False, compare=False)
 
     @property

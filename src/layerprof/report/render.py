@@ -39,6 +39,7 @@ SORT_KEYS = {
     "intensity": lambda r: r.intensity,
     "time": lambda r: r.time_ms or 0.0,
     "roofline_time": lambda r: r.roofline_time_ms or 0.0,
+    "memory": lambda r: r.activation_bytes,
 }
 
 CONVENTION = (
@@ -100,6 +101,7 @@ class Columns:
     timed: bool
     with_phase: bool
     with_calls: bool
+    with_memory: bool = False
 
 
 def columns(report: Report, rows: list[LayerRow]) -> Columns:
@@ -110,6 +112,7 @@ def columns(report: Report, rows: list[LayerRow]) -> Columns:
         timed=report.total.time_ms is not None or any(r.time_ms is not None for r in rows),
         with_phase=any(r.phase == "backward" for r in rows),
         with_calls=any(r.calls > 1 for r in rows if id(r) in own),
+        with_memory=report.memory is not None,
     )
 
 
@@ -124,7 +127,10 @@ def _headers(report: Report, cols: Columns) -> list[str]:
         headers.append("phase")
     if cols.with_calls:
         headers.append("calls")
-    headers += ["kernel", "output", "params", "FLOPs", "MACs", "bytes", "FLOP/B"]
+    headers += ["kernel", "output", "params", "FLOPs", "MACs", "bytes"]
+    if cols.with_memory:
+        headers.append("act mem")  # what the row's calls allocated and still held when they returned
+    headers.append("FLOP/B")
     if cols.with_phase:
         headers.append("bwd/fwd")  # a backward row's FLOPs over its forward row's
     if cols.timed:
@@ -178,7 +184,10 @@ def _cells(row: LayerRow, report: Report, cols: Columns, own: bool, ratio: str =
     if cols.with_calls:
         cells.append(str(row.calls) if own else "")
     kernel, output, params, flops, moved, intensity = count_cells(row)
-    cells += [kernel, output, params, flops, si(row.macs), moved, intensity]
+    cells += [kernel, output, params, flops, si(row.macs), moved]
+    if cols.with_memory:
+        cells.append(binary_bytes(row.activation_bytes) if row.activation_bytes else "")
+    cells.append(intensity)
     if cols.with_phase:
         cells.append(ratio)
     if cols.timed:
@@ -281,6 +290,7 @@ def _footer(report: Report) -> list[str]:
                 f"predicted on {target.name}: {duration(verdict.roofline_time_ms)} "
                 f"(sum of per-row roofline times: a lower bound), model {verdict.bound}-bound overall"
             )
+    lines += _memory_lines(report)
     if report.coverage is not None and report.total.time_ms is not None:
         lines.append(
             f"coverage: rows sum to {report.coverage:.0%} of the end-to-end "
@@ -308,6 +318,19 @@ def _footer(report: Report) -> list[str]:
     if report.unsupported:
         listed = ", ".join(f"{op} x{n}" for op, n in sorted(report.unsupported.items()))
         lines.append(f"no FLOP formula (bytes counted, FLOPs 0): {listed}")
+    return lines
+
+
+def _memory_lines(report: Report) -> list[str]:
+    """The peaks: one line per target (a GPU's rounded as the CUDA caching allocator does)."""
+    if report.memory is None:
+        return []
+    memories = list(report.memory_by_target.values()) or [report.memory]
+    lines = [f"memory {m.summary()}" for m in memories]
+    lines.append(
+        "act mem: what a row's calls allocated and still held when they returned (outputs, tensors "
+        "saved for backward); memory peaks counted on meta, storage by storage"
+    )
     return lines
 
 

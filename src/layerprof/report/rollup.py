@@ -49,6 +49,7 @@ def merge(
         matrix_flops=sum(r.matrix_flops for r in rows),
         bytes_read=read,
         bytes_written=written,
+        activation_bytes=sum(r.activation_bytes for r in rows),
         time_ms=time_ms,
         time_iqr_ms=None,
     )

@@ -29,13 +29,22 @@ class Charger(Protocol):
     ) -> None: ...
 
 
+class Allocations(Protocol):
+    """What the counter tells of each op's outputs (a :class:`~layerprof.walk.memory.MemoryTracker`)."""
+
+    def allocated(self, func: OpOverload, out: Any) -> None: ...
+
+
 class OpCounter(TorchDispatchMode):  # type: ignore[no-untyped-call]
     """Prices every op that runs while it is active and charges it to the collector's current row."""
 
-    def __init__(self, collector: Charger, *, fast_meta: bool = True) -> None:
+    def __init__(
+        self, collector: Charger, *, fast_meta: bool = True, memory: Allocations | None = None
+    ) -> None:
         super().__init__()  # type: ignore[no-untyped-call]
         self.collector = collector
         self.fast_meta = fast_meta
+        self.memory = memory  # the storage tracker (walk.memory), told of every op's outputs
 
     def __torch_dispatch__(
         self,
@@ -53,4 +62,6 @@ class OpCounter(TorchDispatchMode):  # type: ignore[no-untyped-call]
             raise  # a FormulaError from pricing, already naming the op and the formula
         except Exception as error:
             raise counting_error(str(func), FORMULAS.get(func), "charging the call", error) from error
+        if self.memory is not None:
+            self.memory.allocated(func, out)
         return out

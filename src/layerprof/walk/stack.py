@@ -67,6 +67,8 @@ class ModuleStack:
         self._order = order
         self._on_root_output = on_root_output
         self._handles: list[RemovableHandle] = []
+        #: Called with each module whose call returned (the memory tracker's per-row bytes).
+        self.leave_listeners: list[Callable[[nn.Module], None]] = []
 
     def attach(self) -> None:
         for module in self.modules.values():
@@ -102,6 +104,8 @@ class ModuleStack:
             state.output_shapes = shapes_of((output,))
         elif not state.shapes_vary and shapes_of((output,)) != state.output_shapes:
             state.shapes_vary = True
+        for listener in self.leave_listeners:
+            listener(module)
         if self._on_root_output is not None and module is self.root:
             self._on_root_output(output)
 
