@@ -9,7 +9,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from layerprof.api.counting import check_model, count, warn_unsupported
+from layerprof.api.counting import check_flag, check_model, count, warn_unsupported
 from layerprof.api.rng import keeps_rng
 from layerprof.core.dtypes import dtype_name
 from layerprof.errors import ForwardError, InvalidArgumentError
@@ -45,6 +45,7 @@ def analyze(
     dtype: torch.dtype | str | None = None,
     target: TargetArg = None,
     backward: bool = False,
+    cache_model: bool = True,
 ) -> Report:
     """Count FLOPs and bytes per layer; nothing is timed.
 
@@ -68,9 +69,13 @@ def analyze(
     ``backward=True`` counts a training step instead: forward and backward on the meta device (real
     inputs are replaced by meta tensors of the same shapes), backward rows (``phase="backward"``)
     charged to the layers whose forward made them, as if the loss were the sum of the outputs.
+
+    ``cache_model=False`` gives the DRAM-only verdicts (bound ``"memory"``, every byte from DRAM, no
+    launch floor) instead of the cache-aware ones (README, "The cache-aware roofline").
     """
     if not isinstance(backward, bool):
         raise InvalidArgumentError(f"backward must be True or False, got {backward!r}")
+    check_flag("cache_model", cache_model)
     model = check_model(model)
     targets = resolve_targets(target)
     given = inputs is not None or kwargs is not None
@@ -91,7 +96,13 @@ def analyze(
         args, kwargs = spec.make("meta")
         try:
             rows, unsupported, kinds = count(
-                model, args, kwargs, to_meta_device=True, dtype=run_dtype, backward=backward
+                model,
+                args,
+                kwargs,
+                to_meta_device=True,
+                dtype=run_dtype,
+                backward=backward,
+                cache_model=cache_model,
             )
         except ForwardError as error:
             # Often the sizes themselves: float indices, a rank the first convolution does not take.
@@ -113,7 +124,12 @@ def analyze(
         if on_meta or backward:
             args, kwargs = to_meta(args, kwargs)
         rows, unsupported, kinds = count(
-            model, args, kwargs, to_meta_device=on_meta or backward, backward=backward
+            model,
+            args,
+            kwargs,
+            to_meta_device=on_meta or backward,
+            backward=backward,
+            cache_model=cache_model,
         )
     warn_unsupported(unsupported)
     return build_report(model, rows, unsupported, targets, spec, kinds)

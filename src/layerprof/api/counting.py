@@ -16,7 +16,7 @@ from layerprof.walk.collect import Collector, OpCounter
 from layerprof.walk.exported import ExportedRun, is_exported, prepare
 from layerprof.walk.twin import make_twin
 
-__all__ = ["InputPair", "check_model", "count", "count_with_fallback", "warn_unsupported"]
+__all__ = ["InputPair", "check_flag", "check_model", "count", "count_with_fallback", "warn_unsupported"]
 
 # Named, not __name__: the name these messages had before counting moved out of profiler.py.
 logger = logging.getLogger("layerprof.api.profiler")
@@ -35,6 +35,13 @@ def check_model(model: object) -> nn.Module:
     return model
 
 
+def check_flag(name: str, value: object) -> bool:
+    """``value`` when it is a bool; else an InvalidArgumentError naming ``name``."""
+    if not isinstance(value, bool):
+        raise InvalidArgumentError(f"{name} must be True or False, got {value!r}")
+    return value
+
+
 def count(
     model: nn.Module,
     args: tuple[Any, ...],
@@ -43,12 +50,14 @@ def count(
     to_meta_device: bool,
     dtype: torch.dtype | None = None,
     backward: bool = False,
+    cache_model: bool = True,
 ) -> tuple[list[LayerRow], dict[str, int], dict[str, str]]:
     """Run one forward of a twin of ``model`` under the counter; the user's model is never touched.
 
     With ``backward`` (meta only, so no gradient reaches the user's parameters) the forward runs
     with autograd on and is followed by the backward of the sum of its floating outputs: the rows
     of a training step, backward rows charged to the layers whose forward made them.
+    ``cache_model=False`` keeps no access trace: the rows get the DRAM-only verdict.
     """
     if backward and not to_meta_device:
         raise InvalidArgumentError("backward counting runs on the meta device only")
@@ -56,7 +65,7 @@ def count(
     exported = twin if is_exported(twin) else None
     if exported is not None:  # a torch.export program: its ops are charged to the modules its nodes name
         prepare(exported)
-    collector = Collector(twin, track_backward=backward)
+    collector = Collector(twin, track_backward=backward, cache_model=cache_model)
     if exported is not None:
         ExportedRun(exported, collector.module_stack).install()
     collector.attach()
@@ -126,14 +135,18 @@ InputPair = tuple[tuple[Any, ...], dict[str, Any]]
 
 
 def count_with_fallback(
-    model: nn.Module, meta_inputs: InputPair, real_inputs: Callable[[], InputPair]
+    model: nn.Module,
+    meta_inputs: InputPair,
+    real_inputs: Callable[[], InputPair],
+    *,
+    cache_model: bool = True,
 ) -> tuple[list[LayerRow], dict[str, int], dict[str, str]]:
     """Count on a meta twin; when that forward raises (a model that needs values, such as ``.item()``),
     count once more on a real twin with ``real_inputs()``."""
     args, kwargs = meta_inputs
     try:
-        return count(model, args, kwargs, to_meta_device=True)
+        return count(model, args, kwargs, to_meta_device=True, cache_model=cache_model)
     except ForwardError as error:
         logger.info("counting on the meta device failed (%s); counting on real inputs instead", error)
     args, kwargs = real_inputs()
-    return count(model, args, kwargs, to_meta_device=False)
+    return count(model, args, kwargs, to_meta_device=False, cache_model=cache_model)

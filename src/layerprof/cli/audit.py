@@ -118,6 +118,12 @@ def add_parser(commands: Any) -> None:
     )
     parser.add_argument("--time", action="store_true", help="measure on this machine (layerprof.profile)")
     parser.add_argument(
+        "--no-cache-model",
+        dest="cache_model",
+        action="store_false",
+        help="DRAM-only verdicts: every byte from DRAM, no launch floor (cache_model=False)",
+    )
+    parser.add_argument(
         "--device",
         choices=("cpu", "cuda"),
         default=None,
@@ -275,7 +281,13 @@ def _report(
     if not args.time:
         from layerprof.api.analyzing import analyze
 
-        return analyze(loaded.model, input_size=size_arg, dtype=dtype, target=list(targets))
+        return analyze(
+            loaded.model,
+            input_size=size_arg,
+            dtype=dtype,
+            target=list(targets),
+            cache_model=args.cache_model,
+        )
     import torch
 
     from layerprof.api.profiling import profile  # the timing path is imported only when asked for
@@ -291,6 +303,7 @@ def _report(
         target=list(targets),
         warmup=args.warmup,
         repeat=args.repeat,
+        cache_model=args.cache_model,
     )
 
 

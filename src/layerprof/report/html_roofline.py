@@ -18,10 +18,10 @@ from layerprof.core.units import binary_bytes, milliseconds, si
 from layerprof.hardware.specs import DeviceSpec
 from layerprof.report.plot import row_dot
 from layerprof.report.plot_layout import (
-    COLOURS,
     Ceilings,
     RooflinePanel,
     ceilings_of,
+    colour_of,
     dot_area,
     human,
     limits,
@@ -164,7 +164,7 @@ def _panel(
                 x=axes.x(dot.intensity),
                 y=axes.y(dot.flops_per_s),
                 r=radius,
-                colour=COLOURS[dot.bound or "none"],
+                colour=colour_of(dot.bound),
                 filled=dot.measured,
                 row_id=row_ids.get((row.phase, row.name), ""),
                 tip=_tip(row, panel.target, dot.flops_per_s, dot.measured),

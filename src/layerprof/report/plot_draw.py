@@ -28,6 +28,7 @@ from layerprof.report.plot_layout import (
     ceilings_of,
     check_label_top,
     check_path,
+    colour_of,
     dot_area,
     figure_size_px,
     human,
@@ -265,7 +266,7 @@ def _label_slope(ax: Axes, ceiling: Ceilings, x_limits: tuple[float, float]) -> 
 def _draw_dots(ax: Axes, dots: Sequence[RooflineDot], max_weight: float) -> None:
     # Heaviest first so that small dots stay visible on top of big ones.
     for dot in sorted(dots, key=lambda d: -d.weight):
-        colour = COLOURS[dot.bound or "none"]
+        colour = colour_of(dot.bound)
         marker = "^" if dot.phase == "backward" else "o"
         area = dot_area(dot.weight, max_weight)
         if dot.flops_per_s is None:
@@ -315,7 +316,7 @@ def _figure_legend(
             )
         )  # fmt: skip
 
-    bounds = {d.bound for d in dots}
+    bounds = {"memory" if d.bound and d.bound.startswith("memory") else d.bound for d in dots}
     if "compute" in bounds:
         marker("compute-bound", COLOURS["compute"], True)
     if "memory" in bounds:

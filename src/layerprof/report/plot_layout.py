@@ -63,6 +63,15 @@ DPI = 110
 MAX_COLUMNS = 3
 
 COLOURS: dict[str, str] = {"compute": "#d62728", "memory": "#1f77b4", "none": "#7f7f7f"}
+
+
+def colour_of(bound: str | None) -> str:
+    """A dot's colour: one for compute, one for memory at any level (``memory(L2)``), grey else."""
+    if bound is not None and bound.startswith("memory"):
+        return COLOURS["memory"]
+    return COLOURS.get(bound or "none", COLOURS["none"])
+
+
 ROOF_COLOUR = "#222222"
 MIN_DOT_AREA = 12.0
 MAX_DOT_AREA = 420.0

@@ -249,7 +249,11 @@ def _cache_aware(
     (DRAM first, then the caches outermost first), then the launch floor."""
     order = [DRAM, *(c.name for c in reversed(device.cache_levels))]
     terms: list[tuple[Bound, float]] = [("compute", compute_s * (1 + _RIDGE_RTOL))]
-    terms += [(f"memory({level})", by_level[level] / level_bandwidth(device, level)) for level in order if level in by_level]
+    terms += [
+        (f"memory({level})", by_level[level] / level_bandwidth(device, level))
+        for level in order
+        if level in by_level
+    ]
     terms.append(("overhead", kernels * (device.launch_overhead_s or 0.0)))
     bound, _ = max(terms, key=lambda term: term[1])
     if all(seconds == 0 for _, seconds in terms):

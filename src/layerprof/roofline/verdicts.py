@@ -78,9 +78,7 @@ def judge(
         )
         if rows is not None:
             member_verdicts = [r.roofline[device.name] for r in rows]
-            verdict = _as_group(
-                verdict, sum(v.roofline_time_ms for v in member_verdicts), measured
-            )
+            verdict = _as_group(verdict, sum(v.roofline_time_ms for v in member_verdicts), measured)
             if any(v.bytes_by_level for v in member_verdicts):
                 verdict = _cache_aware_group(verdict, rows, member_verdicts)
         verdicts[device.name] = verdict

@@ -114,14 +114,14 @@ class AccessTrace:
             writes = []
             _collect((out,), set(), writes, self.ids)
         if sum(n for _, n in writes) != cost.bytes_written and info.write_only_destination is not None:
-            destination = args[info.write_only_destination] if info.write_only_destination < len(args) else None
+            destination = (
+                args[info.write_only_destination] if info.write_only_destination < len(args) else None
+            )
             if isinstance(destination, torch.Tensor):  # copy_(dst, src): dst written, not read
                 writes = [(self.ids.of(destination), _nbytes(destination))]
         self._charge(acc, writes, cost.bytes_written, True, info)
 
-    def _charge(
-        self, acc: Acc, found: list[tuple[int, int]], priced: int, write: bool, info: OpInfo
-    ) -> None:
+    def _charge(self, acc: Acc, found: list[tuple[int, int]], priced: int, write: bool, info: OpInfo) -> None:
         if sum(n for _, n in found) == priced:
             for storage, nbytes in found:
                 self._add(acc, storage, nbytes, write)
@@ -144,9 +144,7 @@ class AccessTrace:
         owners, self.owners = self.owners, []  # the accumulators are the rows' now
         if not storages:
             return
-        for acc, reach, nbytes in zip(
-            owners, reaches(storages, sizes, writes), sizes, strict=True
-        ):
+        for acc, reach, nbytes in zip(owners, reaches(storages, sizes, writes), sizes, strict=True):
             if acc.reach is not None:
                 acc.reach.append((reach, nbytes))
 
