@@ -112,9 +112,8 @@ def test_tiny_model_by_hand_arithmetic() -> None:
         {"compute": 6.4 / 7.4, "DRAM": 0.0, "cache": 0.0, "overhead": 1 / 7.4}
     )
     footer = report.table().splitlines()
-    assert (
-        "  predicted time on toy bound by: compute 86%, DRAM 0%, cache 0%, overhead 14%; 2 kernels" in footer
-    )
+    line = "predicted time on toy by what binds each row: compute 86%, DRAM 0%, cache 0%, overhead 14% (2 kernels)"
+    assert line in footer
 
 
 def test_tiny_model_dram_and_cache_bound() -> None:
@@ -202,7 +201,7 @@ def test_cache_model_false_gives_the_dram_only_verdicts_of_before() -> None:
     total = report.total.roofline["t4"]
     assert total.roofline_time_ms == pytest.approx(sum(_old_verdict(r, targets[0])[1] for r in report.layers))
     assert total.bound in ("compute", "memory") and not total.bytes_by_level
-    assert "bound by:" not in report.table()
+    assert "by what binds each row" not in report.table()
 
 
 def test_the_cache_model_never_predicts_more_time_than_dram_only_plus_the_launch_floor() -> None:

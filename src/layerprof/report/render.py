@@ -285,9 +285,9 @@ def _footer(report: Report) -> list[str]:
             if verdict.bytes_by_level:  # the cache-aware verdict: what the predicted time is made of
                 shares = time_shares(report.layers, target.name)
                 lines.append(
-                    f"  predicted time on {target.name} bound by: "
+                    f"predicted time on {target.name} by what binds each row: "
                     + ", ".join(f"{kind} {share:.0%}" for kind, share in shares.items())
-                    + f"; {verdict.kernels} kernels"
+                    + f" ({verdict.kernels} kernels)"
                 )
     if report.coverage is not None and report.total.time_ms is not None:
         lines.append(
