@@ -52,13 +52,28 @@ def test_views_share_their_base_storage_identity(device: str) -> None:
     assert ids.of(other) != ids.of(base)
 
 
-def test_a_freed_storage_and_a_new_one_are_different_data() -> None:
+def test_a_storage_an_op_makes_is_new_data_even_at_a_reused_address() -> None:
     ids = StorageIds()
-    first = torch.empty(16, device="meta")
-    serial = ids.of(first)
-    del first
-    # Whatever address the new storage gets, the first one's weak reference is dead by now.
-    assert all(ids.of(torch.empty(16, device="meta")) != serial for _ in range(20))
+    tensor = torch.empty(16, device="meta")
+    before = ids.of(tensor)
+    assert ids.of(tensor[2:]) == before
+    made = ids.made(tensor)  # as if an op had just made it where a dead storage was
+    assert made != before and ids.of(tensor) == made and ids.of(tensor.view(4, 4)) == made
+
+
+def test_an_in_place_op_writes_the_storage_it_reads() -> None:
+    from layerprof.walk.access_trace import AccessTrace
+    from layerprof.walk.ledger import Acc
+    from layerprof.walk.pricing import describe, price
+
+    x = torch.empty(8, device="meta")
+    trace, acc = AccessTrace(), Acc(0)
+    for op, args in ((torch.ops.aten.relu_.default, (x,)), (torch.ops.aten.relu.default, (x,))):
+        info = describe(op)
+        out = op(*args)
+        trace.record(acc, info, args, {}, out, price(info, args, {}, out))
+    (read1, _, _), (write1, _, _), (read2, _, _), (write2, _, _) = trace.accesses
+    assert read1 == write1 == read2 != write2  # relu_ writes x; relu makes a new tensor
 
 
 @pytest.mark.parametrize("name", ["resnet18", "mobilenet_v3_large"])
@@ -112,8 +127,8 @@ def test_tiny_model_by_hand_arithmetic() -> None:
         {"compute": 6.4 / 7.4, "DRAM": 0.0, "cache": 0.0, "overhead": 1 / 7.4}
     )
     footer = report.table().splitlines()
-    line = "predicted time on toy by what binds each row: compute 86%, DRAM 0%, cache 0%, overhead 14% (2 kernels)"
-    assert line in footer
+    shares = "compute 86%, DRAM 0%, cache 0%, overhead 14% (2 kernels)"
+    assert f"predicted time on toy by what binds each row: {shares}" in footer
 
 
 def test_tiny_model_dram_and_cache_bound() -> None:

@@ -229,17 +229,25 @@ def _kernels(kernels: int) -> int:
 
 
 def _checked_levels(device: DeviceSpec, by_level: Mapping[str, int], bytes_moved: float) -> Mapping[str, int]:
-    checked: dict[str, int] = {}
+    bandwidths = _bandwidths(device)
+    total = 0
     for level, nbytes in by_level.items():
-        level_bandwidth(device, level)  # a level the device has
-        if isinstance(nbytes, bool) or not isinstance(nbytes, int) or nbytes < 0:
+        if level not in bandwidths:
+            level_bandwidth(device, level)  # raises, naming the device's levels
+        if type(nbytes) is not int or nbytes < 0:  # not a bool either
             raise InvalidArgumentError(f"bytes_by_level[{level!r}] must be an int >= 0, got {nbytes!r}")
-        checked[level] = nbytes
-    if sum(checked.values()) != bytes_moved:
-        raise InvalidArgumentError(
-            f"bytes_by_level sums to {sum(checked.values())}, not to bytes_moved = {bytes_moved!r}"
-        )
-    return MappingProxyType(checked)
+        total += nbytes
+    if total != bytes_moved:
+        raise InvalidArgumentError(f"bytes_by_level sums to {total}, not to bytes_moved = {bytes_moved!r}")
+    return by_level if isinstance(by_level, MappingProxyType) else MappingProxyType(dict(by_level))
+
+
+def _bandwidths(device: DeviceSpec) -> dict[str, float]:
+    """Level name -> bytes/s, DRAM first, then the caches outermost first (the order ties go in)."""
+    bandwidths = {DRAM: device.memory_bandwidth_bytes_per_s}
+    for cache in reversed(device.cache_levels):
+        bandwidths[cache.name] = cache.bandwidth_bytes_per_s
+    return bandwidths
 
 
 def _cache_aware(
@@ -247,19 +255,18 @@ def _cache_aware(
 ) -> tuple[Bound, float]:
     """(bound, roofline seconds): the largest term; on a tie compute, then the slower memory level
     (DRAM first, then the caches outermost first), then the launch floor."""
-    order = [DRAM, *(c.name for c in reversed(device.cache_levels))]
-    terms: list[tuple[Bound, float]] = [("compute", compute_s * (1 + _RIDGE_RTOL))]
-    terms += [
-        (f"memory({level})", by_level[level] / level_bandwidth(device, level))
-        for level in order
-        if level in by_level
-    ]
-    terms.append(("overhead", kernels * (device.launch_overhead_s or 0.0)))
-    bound, _ = max(terms, key=lambda term: term[1])
-    if all(seconds == 0 for _, seconds in terms):
-        bound = f"memory({DRAM})"
-    seconds = max(compute_s, *(t for b, t in terms if b != "compute"))
-    return bound, seconds
+    bound, longest = "compute", compute_s * (1 + _RIDGE_RTOL)
+    memory_level, memory_s = DRAM, 0.0
+    for level, bandwidth in _bandwidths(device).items():
+        seconds = by_level.get(level, 0) / bandwidth
+        if seconds > memory_s:
+            memory_level, memory_s = level, seconds
+    if memory_s > longest or longest == 0:
+        bound, longest = f"memory({memory_level})", memory_s
+    overhead_s = kernels * (device.launch_overhead_s or 0.0)
+    if overhead_s > longest:
+        bound = "overhead"
+    return bound, max(compute_s, memory_s, overhead_s)
 
 
 def allow_tf32_for(device_kind: str, op: Literal["any", "conv", "matmul"] = "any") -> bool:

@@ -2,10 +2,11 @@
 model (:mod:`layerprof.roofline.reuse`).
 
 The collector hands each priced op here with the row it is charged to (its accumulator) and its
-price. An access is ``(storage, bytes)``: the storage is a serial number given to each untyped
-storage while it lives (a view shares its base's; on meta, where every ``data_ptr`` is 0, the
-storage object itself is the identity, kept by a weak reference so that nothing stays alive), the
-bytes those pricing counted for the tensor (:func:`~layerprof.walk.pricing.add_bytes`: each distinct
+price. An access is ``(storage, bytes)``: the storage is a serial number per storage
+(:class:`StorageIds`: keyed by the address of the tensor's StorageImpl, which a view shares with
+its base and which, unlike ``data_ptr``, is not 0 on meta; an output an op makes gets a new serial,
+so that a storage the allocator put where a dead one was is new data), the bytes those pricing
+counted for the tensor (:func:`~layerprof.walk.pricing.add_bytes`: each distinct
 tensor read, then each output written). The accesses of an op always sum to its priced bytes: where
 they would not (a formula that writes fewer outputs than the op returns), the op's bytes are charged
 as one access of the difference, so that the levels' bytes add up to the row's bytes, always.
@@ -17,13 +18,14 @@ is made.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import logging
-import weakref
 from collections.abc import Mapping
 from typing import Any
 
 import torch
+from torch._C import _storage_address
 
 from layerprof.roofline.reuse import reaches
 from layerprof.walk.ledger import Acc
@@ -35,29 +37,35 @@ logger = logging.getLogger(__name__)
 
 
 class StorageIds:
-    """A serial number per live untyped storage: views share it; a storage freed and another made at
-    the same address get different ones (the weak reference to the first is dead by then)."""
+    """A serial number per storage: views share their base's (the StorageImpl's address, read without
+    making a Python storage object, which would cost more than the rest of the trace). A storage an op
+    has just made gets a new serial even where the allocator reused the address of one that died."""
 
     def __init__(self) -> None:
-        self._known: dict[int, tuple[weakref.ReferenceType[Any], int]] = {}
-        self._serials = itertools.count(1)
+        self._serials: dict[int, int] = {}
+        self._next = itertools.count(1)
 
     def of(self, tensor: torch.Tensor) -> int:
+        """The serial of the storage ``tensor`` reads from or writes into."""
         try:
-            storage = tensor.untyped_storage()
-            key = storage._cdata
+            address = _storage_address(tensor)
         except Exception:  # no storage of its own (a sparse or wrapper tensor): never shared
-            return next(self._serials)
-        known = self._known.get(key)
-        if known is not None and known[0]() is storage:
-            return known[1]
-        serial = next(self._serials)
-        self._known[key] = (weakref.ref(storage), serial)
+            return next(self._next)
+        serial = self._serials.get(address)
+        if serial is None:
+            serial = self._serials[address] = next(self._next)
+        return serial
+
+    def made(self, tensor: torch.Tensor) -> int:
+        """A new serial for the storage of ``tensor``, which an op has just made."""
+        serial = next(self._next)
+        with contextlib.suppress(Exception):  # no storage of its own: never shared
+            self._serials[_storage_address(tensor)] = serial
         return serial
 
     def fresh(self) -> int:
         """A serial no storage has: bytes the trace cannot place on a tensor."""
-        return next(self._serials)
+        return next(self._next)
 
 
 def _nbytes(tensor: torch.Tensor) -> int:
@@ -70,29 +78,11 @@ class AccessTrace:
 
     def __init__(self) -> None:
         self.ids = StorageIds()
-        self.storages: list[int] = []
-        self.sizes: list[int] = []
-        self.writes: list[bool] = []
+        self.accesses: list[tuple[int, int, bool]] = []  # (storage, bytes, write)
         self.owners: list[Acc] = []
 
     def __len__(self) -> int:
-        return len(self.storages)
-
-    def _add(self, acc: Acc, storage: int, nbytes: int, write: bool) -> None:
-        if nbytes > 0:
-            self.storages.append(storage)
-            self.sizes.append(nbytes)
-            self.writes.append(write)
-            self.owners.append(acc)
-
-    def _reads(self, info: OpInfo, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> list[tuple[int, int]]:
-        skip = info.write_only_destination
-        values: list[Any] = list(args if skip is None else args[:skip] + args[skip + 1 :])
-        if kwargs:
-            values += [v for k, v in kwargs.items() if k not in info.out_args]
-        found: list[tuple[int, int]] = []
-        _collect(values, set(), found, self.ids)
-        return found
+        return len(self.accesses)
 
     def record(
         self,
@@ -106,55 +96,87 @@ class AccessTrace:
         """One priced op's reads, then its writes, charged to ``acc``'s row."""
         if acc.reach is None:
             acc.reach = []  # traced, even when it moves no byte
-        reads = self._reads(info, args, kwargs)
-        self._charge(acc, reads, cost.bytes_read, False, info)
+        ids = self.ids
+        skip = info.write_only_destination
+        reads: list[tuple[int, int]] = []
+        seen: set[int] = set()
+        total = _collect(args if skip is None else args[:skip] + args[skip + 1 :], seen, reads, ids)
+        if kwargs:
+            total += _collect([v for k, v in kwargs.items() if k not in info.out_args], seen, reads, ids)
+        self._charge(acc, reads, total, cost.bytes_read, False, info)
+        if skip is not None and skip < len(args):
+            seen.add(id(args[skip]))  # copy_(dst, src) writes into dst: not a storage it makes
         if isinstance(out, torch.Tensor):
-            writes = [(self.ids.of(out), out.numel() * out.element_size())]
+            written = out.numel() * out.element_size()
+            writes = [(ids.of(out) if id(out) in seen else ids.made(out), written)]
         else:
             writes = []
-            _collect((out,), set(), writes, self.ids)
-        if sum(n for _, n in writes) != cost.bytes_written and info.write_only_destination is not None:
-            destination = (
-                args[info.write_only_destination] if info.write_only_destination < len(args) else None
-            )
-            if isinstance(destination, torch.Tensor):  # copy_(dst, src): dst written, not read
-                writes = [(self.ids.of(destination), _nbytes(destination))]
-        self._charge(acc, writes, cost.bytes_written, True, info)
+            written = _collect_written((out,), seen, set(), writes, ids)
+        self._charge(acc, writes, written, cost.bytes_written, True, info)
 
-    def _charge(self, acc: Acc, found: list[tuple[int, int]], priced: int, write: bool, info: OpInfo) -> None:
-        if sum(n for _, n in found) == priced:
+    def _charge(
+        self, acc: Acc, found: list[tuple[int, int]], total: int, priced: int, write: bool, info: OpInfo
+    ) -> None:
+        accesses, owners = self.accesses, self.owners
+        if total == priced:
             for storage, nbytes in found:
-                self._add(acc, storage, nbytes, write)
+                if nbytes:
+                    accesses.append((storage, nbytes, write))
+                    owners.append(acc)
             return
         # The formula priced other tensors than the op's arguments and outputs (fewer outputs, an
         # argument written in place): keep the accesses that fit, the rest as bytes of no storage.
         logger.debug("trace of %s: %s bytes do not match the priced %d", info.op, found, priced)
         left = priced
         for storage, nbytes in found:
-            if nbytes <= left:
-                self._add(acc, storage, nbytes, write)
+            if 0 < nbytes <= left:
+                accesses.append((storage, nbytes, write))
+                owners.append(acc)
                 left -= nbytes
-        self._add(acc, self.ids.fresh(), left, write)
+        if left:
+            accesses.append((self.ids.fresh(), left, write))
+            owners.append(acc)
 
     def finish(self) -> None:
         """Give every access its steady-state reach: ``(reach, bytes)`` onto its accumulator."""
-        storages, self.storages = self.storages, []
-        sizes, self.sizes = self.sizes, []
-        writes, self.writes = self.writes, []
+        accesses, self.accesses = self.accesses, []
         owners, self.owners = self.owners, []  # the accumulators are the rows' now
-        if not storages:
+        if not accesses:
             return
-        for acc, reach, nbytes in zip(owners, reaches(storages, sizes, writes), sizes, strict=True):
-            if acc.reach is not None:
-                acc.reach.append((reach, nbytes))
+        storages, sizes, writes = zip(*accesses, strict=True)
+        for acc, pair in zip(owners, zip(reaches(storages, sizes, writes), sizes, strict=True), strict=True):
+            acc.reach.append(pair)  # type: ignore[union-attr]  # record() gave every owner a list
 
 
-def _collect(values: Any, seen: set[int], found: list[tuple[int, int]], ids: StorageIds) -> None:
-    """(storage, bytes) of each distinct tensor in ``values`` and lists among them, as pricing counts."""
+def _collect_written(
+    values: Any, arguments: set[int], seen: set[int], found: list[tuple[int, int]], ids: StorageIds
+) -> int:
+    """(storage, bytes) of each distinct output tensor in ``values``; an output that is none of the
+    op's arguments (an in-place op returns its argument) is a storage the op has made."""
+    total = 0
     for value in values:
         if isinstance(value, torch.Tensor):
             if id(value) not in seen:
                 seen.add(id(value))
-                found.append((ids.of(value), _nbytes(value)))
+                nbytes = _nbytes(value)
+                found.append((ids.of(value) if id(value) in arguments else ids.made(value), nbytes))
+                total += nbytes
         elif isinstance(value, (list, tuple)):
-            _collect(value, seen, found, ids)
+            total += _collect_written(value, arguments, seen, found, ids)
+    return total
+
+
+def _collect(values: Any, seen: set[int], found: list[tuple[int, int]], ids: StorageIds) -> int:
+    """(storage, bytes) of each distinct tensor in ``values`` and lists among them, as pricing counts
+    them; returns their bytes."""
+    total = 0
+    for value in values:
+        if isinstance(value, torch.Tensor):
+            if id(value) not in seen:
+                seen.add(id(value))
+                nbytes = _nbytes(value)
+                found.append((ids.of(value), nbytes))
+                total += nbytes
+        elif isinstance(value, (list, tuple)):
+            total += _collect(value, seen, found, ids)
+    return total
