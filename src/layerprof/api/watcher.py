@@ -96,12 +96,8 @@ class Watcher:
         self._model_ref = weakref.ref(model)
         self._model_name = type(model).__name__
         self.every = positive_int("every", every)
-        for name, flag in (
-            ("backward", backward),
-            ("strict", strict),
-            ("nvtx", nvtx),
-            ("cache_model", cache_model),
-        ):
+        flags = (("backward", backward), ("strict", strict), ("nvtx", nvtx), ("cache_model", cache_model))
+        for name, flag in flags:
             if not isinstance(flag, bool):
                 raise InvalidArgumentError(f"{name} must be True or False, got {flag!r}")
         self.backward = backward
@@ -222,9 +218,8 @@ class Watcher:
         if self._sample is None and step % self.every == 0:
             model = self._watched
             kind = step_kind(model, args, kwargs)
-            sample = self._sample = Sample(
-                step, kind, model, backward=self.backward, cache_model=self.cache_model
-            )
+            sample = Sample(step, kind, model, backward=self.backward, cache_model=self.cache_model)
+            self._sample = sample
             self._fire(sample, Event.FORWARD_STARTED, call)
 
     def _forward_returned(self, sample: Sample, _module: nn.Module, _args: Any, output: Any) -> None:

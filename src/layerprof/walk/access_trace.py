@@ -96,46 +96,42 @@ class AccessTrace:
         """One priced op's reads, then its writes, charged to ``acc``'s row."""
         if acc.reach is None:
             acc.reach = []  # traced, even when it moves no byte
-        ids = self.ids
+        ids, accesses = self.ids, self.accesses
         skip = info.write_only_destination
-        reads: list[tuple[int, int]] = []
+        start = len(accesses)
         seen: set[int] = set()
-        total = _collect(args if skip is None else args[:skip] + args[skip + 1 :], seen, reads, ids)
+        total = _collect(args if skip is None else args[:skip] + args[skip + 1 :], seen, accesses, ids)
         if kwargs:
-            total += _collect([v for k, v in kwargs.items() if k not in info.out_args], seen, reads, ids)
-        self._charge(acc, reads, total, cost.bytes_read, False, info)
+            total += _collect([v for k, v in kwargs.items() if k not in info.out_args], seen, accesses, ids)
+        if total != cost.bytes_read:
+            self._refit(start, cost.bytes_read, False, info)
         if skip is not None and skip < len(args):
             seen.add(id(args[skip]))  # copy_(dst, src) writes into dst: not a storage it makes
+        middle = len(accesses)
         if isinstance(out, torch.Tensor):
             written = out.numel() * out.element_size()
-            writes = [(ids.of(out) if id(out) in seen else ids.made(out), written)]
+            if written:
+                accesses.append((ids.of(out) if id(out) in seen else ids.made(out), written, True))
         else:
-            writes = []
-            written = _collect_written((out,), seen, set(), writes, ids)
-        self._charge(acc, writes, written, cost.bytes_written, True, info)
+            written = _collect_written((out,), seen, set(), accesses, ids)
+        if written != cost.bytes_written:
+            self._refit(middle, cost.bytes_written, True, info)
+        self.owners.extend([acc] * (len(accesses) - start))
 
-    def _charge(
-        self, acc: Acc, found: list[tuple[int, int]], total: int, priced: int, write: bool, info: OpInfo
-    ) -> None:
-        accesses, owners = self.accesses, self.owners
-        if total == priced:
-            for storage, nbytes in found:
-                if nbytes:
-                    accesses.append((storage, nbytes, write))
-                    owners.append(acc)
-            return
-        # The formula priced other tensors than the op's arguments and outputs (fewer outputs, an
-        # argument written in place): keep the accesses that fit, the rest as bytes of no storage.
-        logger.debug("trace of %s: %s bytes do not match the priced %d", info.op, found, priced)
+    def _refit(self, start: int, priced: int, write: bool, info: OpInfo) -> None:
+        """The accesses from ``start`` on do not sum to the priced bytes: the formula priced other
+        tensors than the op's arguments and outputs (fewer outputs, an argument written in place).
+        Keep the accesses that fit, the rest as bytes of no storage."""
+        found = self.accesses[start:]
+        del self.accesses[start:]
+        logger.debug("trace of %s: %s do not sum to the priced %d bytes", info.op, found, priced)
         left = priced
-        for storage, nbytes in found:
-            if 0 < nbytes <= left:
-                accesses.append((storage, nbytes, write))
-                owners.append(acc)
+        for storage, nbytes, _ in found:
+            if nbytes <= left:
+                self.accesses.append((storage, nbytes, write))
                 left -= nbytes
         if left:
-            accesses.append((self.ids.fresh(), left, write))
-            owners.append(acc)
+            self.accesses.append((self.ids.fresh(), left, write))
 
     def finish(self) -> None:
         """Give every access its steady-state reach: ``(reach, bytes)`` onto its accumulator."""
@@ -149,34 +145,37 @@ class AccessTrace:
 
 
 def _collect_written(
-    values: Any, arguments: set[int], seen: set[int], found: list[tuple[int, int]], ids: StorageIds
+    values: Any, arguments: set[int], seen: set[int], found: list[tuple[int, int, bool]], ids: StorageIds
 ) -> int:
-    """(storage, bytes) of each distinct output tensor in ``values``; an output that is none of the
-    op's arguments (an in-place op returns its argument) is a storage the op has made."""
+    """A write access for each distinct output tensor in ``values``; an output that is none of the
+    op's arguments (an in-place op returns its argument) is a storage the op has made. Returns the
+    bytes."""
     total = 0
     for value in values:
         if isinstance(value, torch.Tensor):
             if id(value) not in seen:
                 seen.add(id(value))
-                nbytes = _nbytes(value)
-                found.append((ids.of(value) if id(value) in arguments else ids.made(value), nbytes))
-                total += nbytes
+                nbytes = value.numel() * value.element_size() if value.is_contiguous() else _nbytes(value)
+                if nbytes:
+                    found.append((ids.of(value) if id(value) in arguments else ids.made(value), nbytes, True))
+                    total += nbytes
         elif isinstance(value, (list, tuple)):
             total += _collect_written(value, arguments, seen, found, ids)
     return total
 
 
-def _collect(values: Any, seen: set[int], found: list[tuple[int, int]], ids: StorageIds) -> int:
-    """(storage, bytes) of each distinct tensor in ``values`` and lists among them, as pricing counts
+def _collect(values: Any, seen: set[int], found: list[tuple[int, int, bool]], ids: StorageIds) -> int:
+    """A read access for each distinct tensor in ``values`` and lists among them, as pricing counts
     them; returns their bytes."""
     total = 0
     for value in values:
         if isinstance(value, torch.Tensor):
             if id(value) not in seen:
                 seen.add(id(value))
-                nbytes = _nbytes(value)
-                found.append((ids.of(value), nbytes))
-                total += nbytes
-        elif isinstance(value, (list, tuple)):
+                nbytes = value.numel() * value.element_size() if value.is_contiguous() else _nbytes(value)
+                if nbytes:
+                    found.append((ids.of(value), nbytes, False))
+                    total += nbytes
+        elif isinstance(value, (list, tuple)) and value:
             total += _collect(value, seen, found, ids)
     return total
