@@ -100,8 +100,7 @@ class Watcher:
         for name, flag in flags:
             if not isinstance(flag, bool):
                 raise InvalidArgumentError(f"{name} must be True or False, got {flag!r}")
-        self.backward = backward
-        self.cache_model = cache_model
+        self.backward, self._cache = backward, cache_model
         self.targets: tuple[DeviceSpec, ...] = resolve_targets(target)
         if sink is not None and not callable(sink):
             raise InvalidArgumentError(f"sink must be callable, got {type(sink).__name__}: {sink!r:.80}")
@@ -218,8 +217,7 @@ class Watcher:
         if self._sample is None and step % self.every == 0:
             model = self._watched
             kind = step_kind(model, args, kwargs)
-            sample = Sample(step, kind, model, backward=self.backward, cache_model=self.cache_model)
-            self._sample = sample
+            sample = self._sample = Sample(step, kind, model, backward=self.backward, cache_model=self._cache)
             self._fire(sample, Event.FORWARD_STARTED, call)
 
     def _forward_returned(self, sample: Sample, _module: nn.Module, _args: Any, output: Any) -> None:
