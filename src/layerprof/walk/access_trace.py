@@ -25,7 +25,7 @@ from collections.abc import Mapping
 from typing import Any
 
 import torch
-from torch._C import _storage_address
+from torch._C import _storage_address  # type: ignore[attr-defined]  # the StorageImpl's address
 
 from layerprof.roofline.reuse import reaches
 from layerprof.walk.ledger import Acc
