@@ -63,7 +63,7 @@ def judge(
     verdicts: dict[str, Verdict] = {}
     for device in targets:
         measured = row.time_ms if device.name in timed_on else None
-        by_level, kernels = _levels(row.traffic, device) if rows is None else (None, 0)
+        by_level, kernels = _levels(row.traffic, row.bytes_total, device) if rows is None else (None, 0)
         verdict = roofline.verdict(
             device.name,
             device,
@@ -85,12 +85,15 @@ def judge(
     return replace(row, roofline=MappingProxyType(verdicts))
 
 
-def _levels(traffic: Traffic | None, device: DeviceSpec) -> tuple[dict[str, int] | None, int]:
-    """A row's bytes per level of ``device`` and its kernels; (None, 0) without traffic."""
+def _levels(traffic: Traffic | None, row_bytes: int, device: DeviceSpec) -> tuple[dict[str, int] | None, int]:
+    """A row's bytes per level of ``device`` and its kernels; (None, 0) without traffic of its own."""
     if traffic is None:
         return None, 0
     levels = [(level.name, level.capacity_bytes) for level in device.cache_levels]
-    return split_by_level(traffic.reach_bytes, levels), traffic.kernels
+    by_level = split_by_level(traffic.reach_bytes, levels)
+    if sum(by_level.values()) != row_bytes:  # replace()d with other bytes: the traffic is not its own
+        return None, 0
+    return by_level, traffic.kernels
 
 
 def _cache_aware_group(verdict: Verdict, rows: Sequence[LayerRow], members: Sequence[Verdict]) -> Verdict:
