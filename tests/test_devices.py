@@ -73,9 +73,14 @@ def test_every_figure_has_a_source(spec: DeviceSpec) -> None:
     needed = ["memory_bandwidth_bytes_per_s"]
     needed += [f"matrix_peak_flops_per_s.{dtype}" for dtype in spec.matrix_peak_flops_per_s]
     needed += [f"vector_peak_flops_per_s.{dtype}" for dtype in spec.vector_peak_flops_per_s]
-    for optional in ("l2_cache_bytes", "launch_overhead_s", "price_usd"):
+    for optional in ("l2_cache_bytes", "memory_bytes", "launch_overhead_s", "price_usd"):
         if getattr(spec, optional) is not None:
             needed.append(optional)
+    for level in spec.cache_levels:
+        needed += [
+            f"cache_levels.{level.name}.capacity_bytes",
+            f"cache_levels.{level.name}.bandwidth_bytes_per_s",
+        ]
     missing = [figure for figure in needed if not spec.sources.get(figure, "").strip()]
     assert not missing
     assert set(spec.sources) <= set(needed), "a source for a figure the spec does not carry"
@@ -408,6 +413,100 @@ def test_bad_device_file_is_refused(tmp_path: Path, entry: dict[str, object], fr
     path.write_text(json.dumps([entry]), encoding="utf-8")
     with pytest.raises(InvalidDeviceSpecError, match=re.escape(fragment)):
         load_devices(path)
+
+
+# --- the memory hierarchy of every entry (issue 10) ----------------------------------------------
+
+
+@pytest.mark.parametrize("spec", ALL_DEVICES, ids=lambda spec: spec.name)
+def test_every_entry_has_its_hierarchy_and_launch_floor(spec: DeviceSpec) -> None:
+    assert spec.cache_levels, "a cache level: the L2 of a GPU, the last-level cache of a CPU"
+    for level in spec.cache_levels:
+        assert level.capacity_bytes > 0 and level.bandwidth_bytes_per_s > 0
+        assert spec.sources[f"cache_levels.{level.name}.capacity_bytes"].strip()
+        assert spec.sources[f"cache_levels.{level.name}.bandwidth_bytes_per_s"].strip()
+        # A cache is smaller than the memory it caches, and faster to read.
+        assert spec.memory_bytes is not None and level.capacity_bytes < spec.memory_bytes
+        assert level.bandwidth_bytes_per_s > spec.memory_bandwidth_bytes_per_s
+    assert spec.memory_bytes is not None and spec.memory_bytes > 0 and spec.sources["memory_bytes"].strip()
+    assert spec.launch_overhead_s is not None and spec.sources["launch_overhead_s"].strip()
+    assert 1e-7 <= spec.launch_overhead_s <= 2e-5, "a launch floor of a few microseconds"
+
+
+@pytest.mark.parametrize("spec", ALL_DEVICES, ids=lambda spec: spec.name)
+def test_l2_cache_bytes_is_the_l2_level(spec: DeviceSpec) -> None:
+    levels = {level.name: level for level in spec.cache_levels}
+    if spec.kind == "gpu":
+        assert [level.name for level in spec.cache_levels] == ["L2"]
+    if "L2" in levels:
+        assert spec.l2_cache_bytes == levels["L2"].capacity_bytes
+    else:  # a CPU whose private L2s together exceed its L3: the LLC is its level
+        assert spec.kind == "cpu" and spec.l2_cache_bytes is not None
+        assert "LLC" in levels and "L2" in spec.sources["cache_levels.LLC.capacity_bytes"]
+
+
+def _entry(**overrides: object) -> dict[str, object]:
+    entry: dict[str, object] = {
+        "name": "toy",
+        "memory_bandwidth_bytes_per_s": 100e9,
+        "matrix_peak_flops_per_s": {"float32": 1e12},
+        "vector_peak_flops_per_s": {"float32": 1e12},
+        "memory_bytes": 2**30,
+        "cache_levels": [{"name": "L2", "capacity_bytes": 2**22, "bandwidth_bytes_per_s": 1e12}],
+    }
+    entry.update(overrides)
+    return entry
+
+
+@pytest.mark.parametrize(
+    ("entry", "fragment"),
+    [
+        (
+            _entry(cache_levels=[{"name": "L2", "capacity_bytes": 2**31, "bandwidth_bytes_per_s": 1e12}]),
+            "cache_levels['L2'].capacity_bytes = 2147483648 is not below memory_bytes = 1073741824",
+        ),
+        (
+            _entry(cache_levels=[{"name": "L2", "capacity_bytes": 2**22, "bandwidth_bytes_per_s": -1e12}]),
+            "cache_levels['L2'].bandwidth_bytes_per_s must be a positive finite number, got -1000000000000.0",
+        ),
+        (
+            _entry(cache_levels=[{"name": "L2", "bandwidth_bytes_per_s": 1e12}]),
+            "cache_levels['L2'] lacks capacity_bytes",
+        ),
+        (
+            _entry(memory_bandwidth_bytes_per_s=-5e9),
+            "memory_bandwidth_bytes_per_s must be a positive finite number",
+        ),
+        (_entry(memory_bytes=-1), "memory_bytes must be a positive int or None, got -1"),
+        (
+            _entry(launch_overhead_s=-2e-6),
+            "launch_overhead_s must be a positive finite number or None, got -2e-06",
+        ),
+    ],
+    ids=[
+        "cache-above-memory",
+        "negative-cache-bandwidth",
+        "level-without-capacity",
+        "negative-dram-bandwidth",
+        "negative-memory",
+        "negative-launch-floor",
+    ],
+)
+def test_bad_hierarchy_in_a_device_file_names_the_field(
+    tmp_path: Path, entry: dict[str, object], fragment: str
+) -> None:
+    path = tmp_path / "devices.json"
+    path.write_text(json.dumps([entry]), encoding="utf-8")
+    with pytest.raises(InvalidDeviceSpecError, match=re.escape(fragment)):
+        load_devices(path)
+
+
+def test_a_device_file_hierarchy_is_read_back(tmp_path: Path) -> None:
+    path = tmp_path / "devices.json"
+    path.write_text(json.dumps([_entry(launch_overhead_s=3e-6)]), encoding="utf-8")
+    (spec,) = load_devices(path)
+    assert spec.cache_levels[0].name == "L2" and spec.cache_levels[0].capacity_bytes == 2**22
+    assert spec.memory_bytes == 2**30 and spec.launch_overhead_s == 3e-6
 
 
 def test_device_file_errors(tmp_path: Path) -> None:

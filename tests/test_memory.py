@@ -27,11 +27,12 @@ def _linear(features: int = 1000) -> nn.Module:
 
 
 def _cpu(capacity: int) -> layerprof.DeviceSpec:
-    return dataclasses.replace(XEON, memory_bytes=capacity)
+    # no caches: a capacity this small cannot hold the table's LLC (a cache is below its memory)
+    return dataclasses.replace(XEON, memory_bytes=capacity, cache_levels=())
 
 
 def _gpu(capacity: int) -> layerprof.DeviceSpec:
-    return dataclasses.replace(T4, memory_bytes=capacity)
+    return dataclasses.replace(T4, memory_bytes=capacity, cache_levels=())
 
 
 @pytest.mark.parametrize("batch", [1, 7, 64])

@@ -69,10 +69,17 @@ def test_ridge_points(device: str, ridge: float) -> None:
 
 
 def test_dot_product_is_memory_bound_on_gtx1080_and_big_matmul_compute_bound() -> None:
-    dot = only_row(layerprof.analyze(Dot(), input_size=[(10**6,), (10**6,)], target="gtx1080"))
+    # The seed's roofline is the DRAM-only one (cache_model=False): intensity against the ridge.
+    dot = only_row(
+        layerprof.analyze(Dot(), input_size=[(10**6,), (10**6,)], target="gtx1080", cache_model=False)
+    )
     assert dot.bound == "memory"
     # n / 6 >= 27.5 from n = 165 on: 1024 x 1024 is compute-bound, 64 x 64 (10.7) is not.
-    big = only_row(layerprof.analyze(MatMul(), input_size=[(1024, 1024), (1024, 1024)], target="gtx1080"))
-    small = only_row(layerprof.analyze(MatMul(), input_size=[(64, 64), (64, 64)], target="gtx1080"))
+    sizes = {"target": "gtx1080", "cache_model": False}
+    big = only_row(layerprof.analyze(MatMul(), input_size=[(1024, 1024), (1024, 1024)], **sizes))  # type: ignore[arg-type]
+    small = only_row(layerprof.analyze(MatMul(), input_size=[(64, 64), (64, 64)], **sizes))  # type: ignore[arg-type]
     assert big.bound == "compute"
     assert small.bound == "memory"
+    # With the cache model the 8 MB vectors still come from DRAM (above the 2 MiB L2).
+    cached = only_row(layerprof.analyze(Dot(), input_size=[(10**6,), (10**6,)], target="gtx1080"))
+    assert cached.bound == "memory(DRAM)"

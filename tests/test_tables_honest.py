@@ -243,7 +243,14 @@ def test_demonet_roofline_column_is_in_microseconds(demo: Report) -> None:
     # fuse: 2 * 64*32*32 * 64*25 = 209,715,200 matrix FLOPs + 65,536 bias adds = 209,780,736 FLOPs at the
     # GTX 1080's 8.8e12 FLOP/s: 23.839 us (its 912.25 KiB at 320 GB/s would take 2.9 us: compute-bound).
     assert cells["fuse"]["roof us@gtx1080"] == "23.84"
-    # fc: 2.83 KiB (2,900 B) at 320 GB/s = 0.009 us; in ms it printed 0.000.
+    # fc: one kernel (addmm) at the GTX 1080's 2 us launch floor: 2.00 us, bound by overhead.
+    assert cells["fc"]["roof us@gtx1080"] == "2.00"
+    assert cells["fc"]["bound@gtx1080"] == "overhead"
+    # DRAM-only: fc's 2.83 KiB (2,900 B) at 320 GB/s = 0.009 us; in ms it printed 0.000.
+    dram_only = layerprof.analyze(
+        layerprof.demo_model(), input_size=(1, 3, 128, 128), target="gtx1080", cache_model=False
+    )
+    _, cells = table_cells(dram_only.table(fmt="tsv"))
     assert cells["fc"]["roof us@gtx1080"] == "0.009"
 
 

@@ -9,7 +9,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from layerprof.api.counting import check_model, count, warn_unsupported
+from layerprof.api.counting import check_flag, check_model, count, warn_unsupported
 from layerprof.api.footprint import footprint_run
 from layerprof.api.rng import keeps_rng
 from layerprof.core.dtypes import dtype_name
@@ -47,6 +47,7 @@ def analyze(
     target: TargetArg = None,
     backward: bool = False,
     optimizer: object = None,
+    cache_model: bool = True,
 ) -> Report:
     """Count FLOPs and bytes per layer; nothing is timed.
 
@@ -74,9 +75,12 @@ def analyze(
     ``report.memory`` gives the run's peak memory and what it holds (:mod:`layerprof.report.memory`);
     with ``backward=True`` the training step's, and ``optimizer=`` (a ``torch.optim`` SGD, Adam or
     AdamW instance, or ``"sgd"``, ``"sgd-momentum"``, ``"adam"``, ``"adamw"``) adds its step and state.
+    ``cache_model=False`` gives the DRAM-only verdicts (bound ``"memory"``, every byte from DRAM, no
+    launch floor) instead of the cache-aware ones (README, "The cache-aware roofline").
     """
     if not isinstance(backward, bool):
         raise InvalidArgumentError(f"backward must be True or False, got {backward!r}")
+    check_flag("cache_model", cache_model)
     model = check_model(model)
     targets = resolve_targets(target)
     given = inputs is not None or kwargs is not None
@@ -98,7 +102,14 @@ def analyze(
         memory = footprint_run(model, targets, optimizer=optimizer, backward=backward, on_meta=True)
         try:
             rows, unsupported, kinds = count(
-                model, args, kwargs, to_meta_device=True, dtype=run_dtype, backward=backward, memory=memory
+                model,
+                args,
+                kwargs,
+                to_meta_device=True,
+                dtype=run_dtype,
+                backward=backward,
+                memory=memory,
+                cache_model=cache_model,
             )
         except ForwardError as error:
             # Often the sizes themselves: float indices, a rank the first convolution does not take.
@@ -123,7 +134,13 @@ def analyze(
             model, targets, optimizer=optimizer, backward=backward, on_meta=on_meta or backward
         )
         rows, unsupported, kinds = count(
-            model, args, kwargs, to_meta_device=on_meta or backward, backward=backward, memory=memory
+            model,
+            args,
+            kwargs,
+            to_meta_device=on_meta or backward,
+            backward=backward,
+            memory=memory,
+            cache_model=cache_model,
         )
     warn_unsupported(unsupported)
     return build_report(model, rows, unsupported, targets, spec, kinds, memory=memory)

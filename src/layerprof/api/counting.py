@@ -17,7 +17,7 @@ from layerprof.walk.exported import ExportedRun, is_exported, prepare
 from layerprof.walk.memory_run import FootprintRun
 from layerprof.walk.twin import make_twin
 
-__all__ = ["InputPair", "check_model", "count", "count_with_fallback", "warn_unsupported"]
+__all__ = ["InputPair", "check_flag", "check_model", "count", "count_with_fallback", "warn_unsupported"]
 
 # Named, not __name__: the name these messages had before counting moved out of profiler.py.
 logger = logging.getLogger("layerprof.api.profiler")
@@ -36,6 +36,13 @@ def check_model(model: object) -> nn.Module:
     return model
 
 
+def check_flag(name: str, value: object) -> bool:
+    """``value`` when it is a bool; else an InvalidArgumentError naming ``name``."""
+    if not isinstance(value, bool):
+        raise InvalidArgumentError(f"{name} must be True or False, got {value!r}")
+    return value
+
+
 def count(
     model: nn.Module,
     args: tuple[Any, ...],
@@ -45,6 +52,7 @@ def count(
     dtype: torch.dtype | None = None,
     backward: bool = False,
     memory: FootprintRun | None = None,
+    cache_model: bool = True,
 ) -> tuple[list[LayerRow], dict[str, int], dict[str, str]]:
     """Run one forward of a twin of ``model`` under the counter; the user's model is never touched.
 
@@ -52,6 +60,7 @@ def count(
     with autograd on and is followed by the backward of the sum of its floating outputs: the rows
     of a training step, backward rows charged to the layers whose forward made them. ``memory``
     tracks the run's storages (:mod:`layerprof.walk.memory_run`), and steps its optimizer.
+    ``cache_model=False`` keeps no access trace: the rows get the DRAM-only verdict.
     """
     if backward and not to_meta_device:
         raise InvalidArgumentError("backward counting runs on the meta device only")
@@ -59,7 +68,7 @@ def count(
     exported = twin if is_exported(twin) else None
     if exported is not None:  # a torch.export program: its ops are charged to the modules its nodes name
         prepare(exported)
-    collector = Collector(twin, track_backward=backward)
+    collector = Collector(twin, track_backward=backward, cache_model=cache_model)
     if exported is not None:
         ExportedRun(exported, collector.module_stack).install()
     collector.attach()
@@ -144,15 +153,17 @@ def count_with_fallback(
     meta_inputs: InputPair,
     real_inputs: Callable[[], InputPair],
     memory: FootprintRun | None = None,
+    *,
+    cache_model: bool = True,
 ) -> tuple[list[LayerRow], dict[str, int], dict[str, str]]:
     """Count on a meta twin; when that forward raises (a model that needs values, such as ``.item()``),
     count once more on a real twin with ``real_inputs()`` (``memory`` then starts over on it)."""
     args, kwargs = meta_inputs
     try:
-        return count(model, args, kwargs, to_meta_device=True, memory=memory)
+        return count(model, args, kwargs, to_meta_device=True, memory=memory, cache_model=cache_model)
     except ForwardError as error:
         logger.info("counting on the meta device failed (%s); counting on real inputs instead", error)
     args, kwargs = real_inputs()
     if memory is not None:
         memory.restart(on_meta=False)
-    return count(model, args, kwargs, to_meta_device=False, memory=memory)
+    return count(model, args, kwargs, to_meta_device=False, memory=memory, cache_model=cache_model)

@@ -12,7 +12,7 @@ import torch
 from torch import nn
 from torch.utils.hooks import RemovableHandle
 
-from layerprof.api.counting import InputPair, check_model, count_with_fallback, warn_unsupported
+from layerprof.api.counting import InputPair, check_flag, check_model, count_with_fallback, warn_unsupported
 from layerprof.api.rng import rng_kept
 from layerprof.errors import InvalidArgumentError
 from layerprof.hardware.targets import TargetArg, resolve_targets
@@ -74,11 +74,15 @@ class Profiler:
     shapes and gives each row the median of its times over the forwards run in the block, as
     :func:`profile` does; ``report().total.time_ms`` is the median time of the whole forward with the
     hooks on, so the coverage shows only time spent outside the rows. ``time=False`` records the
-    inputs only (the report is then the same as :func:`analyze`'s).
+    inputs only (the report is then the same as :func:`analyze`'s). ``cache_model=False``: the
+    DRAM-only verdicts.
     """
 
-    def __init__(self, model: nn.Module, *, target: TargetArg = "auto", time: bool = True) -> None:
+    def __init__(
+        self, model: nn.Module, *, target: TargetArg = "auto", time: bool = True, cache_model: bool = True
+    ) -> None:
         self.model = check_model(model)
+        self.cache_model = check_flag("cache_model", cache_model)
         if not isinstance(time, bool):
             raise InvalidArgumentError(f"time must be True or False, got {time!r}")
         where = model_device(self.model) or torch.device("cpu")
@@ -130,7 +134,7 @@ class Profiler:
             )
         with rng_kept(self.model):  # counting on real tensors makes random inputs and draws dropout masks
             rows, unsupported, kinds = count_with_fallback(
-                self.model, recorded.make("meta"), lambda: recorded.make(None)
+                self.model, recorded.make("meta"), lambda: recorded.make(None), cache_model=self.cache_model
             )
         total_time_ms: float | None = None
         if self._timer is not None:

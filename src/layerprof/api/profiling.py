@@ -10,7 +10,7 @@ from typing import Any, Protocol
 import torch
 from torch import nn
 
-from layerprof.api.counting import check_model, count_with_fallback, warn_unsupported
+from layerprof.api.counting import check_flag, check_model, count_with_fallback, warn_unsupported
 from layerprof.api.footprint import footprint_run, with_measured_memory
 from layerprof.api.rng import keeps_rng
 from layerprof.core import rownames
@@ -98,6 +98,7 @@ def profile(
     repeat: int = 20,
     kernel_time: bool = False,
     gather: ReportGather | bool | None = None,
+    cache_model: bool = True,
 ) -> Report:
     """Count FLOPs and bytes per layer, then time every layer on this machine (the model's device).
 
@@ -129,8 +130,10 @@ def profile(
       returns one report of all ranks (row times the medians over the ranks, ``report.ranks`` each
       rank's); the other ranks return their own. Every rank must call it. ``gather=False`` keeps each
       rank's own report; a ``layerprof.RankGather(...)`` configures the gathering.
+    * ``cache_model=False``: the DRAM-only verdicts, as :func:`layerprof.analyze` gives them.
     """
     model = check_model(model)
+    check_flag("cache_model", cache_model)
     warmup, repeat = check_counts(warmup, repeat)
     gatherer: ReportGather | None = default_gather(gather)
     if gatherer is not None and not callable(getattr(gatherer, "finish", None)):
@@ -152,7 +155,7 @@ def profile(
     spec = describe(args, kwargs)
     memory = footprint_run(model, targets, optimizer=None, backward=False, on_meta=True)
     rows, unsupported, kinds = count_with_fallback(
-        model, to_meta(args, kwargs), lambda: (args, kwargs), memory
+        model, to_meta(args, kwargs), lambda: (args, kwargs), memory, cache_model=cache_model
     )
 
     hooked = make_twin(model, to_meta=False)

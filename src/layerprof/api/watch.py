@@ -98,6 +98,7 @@ def watch(
     gather: SampleTap | bool | None = None,
     strict: bool = False,
     nvtx: bool = False,
+    cache_model: bool = True,
 ) -> Watcher:
     """Sample the first training step of ``model`` and one in every ``every`` forwards after it (steps
     0, ``every``, ``2 * every``, ...): a per-layer report of the
@@ -119,6 +120,8 @@ def watch(
 
     ``nvtx=True`` also pushes an NVTX range named after each layer's row around its forward and its
     backward, every step, until the watcher is removed (:mod:`layerprof.api.nvtx`).
+
+    ``cache_model=False``: the DRAM-only verdicts (README, "The cache-aware roofline").
     """
     return Watcher(
         model,
@@ -129,4 +132,5 @@ def watch(
         gather=default_gather(gather),
         strict=strict,
         nvtx=nvtx,
+        cache_model=cache_model,
     )

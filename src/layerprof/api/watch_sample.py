@@ -88,12 +88,14 @@ def grad_outputs(output: Any) -> tuple[torch.Tensor, ...]:
 class Sample:
     """One sample (internal, mutable, dropped when it is emitted or abandoned)."""
 
-    def __init__(self, step: int, kind: StepKind, model: nn.Module, *, backward: bool) -> None:
+    def __init__(
+        self, step: int, kind: StepKind, model: nn.Module, *, backward: bool, cache_model: bool = True
+    ) -> None:
         self.step = step  # the index (0-based) of the counted forward: the step sampled
         self.kind = kind
         self.device = model_device(model) or torch.device("cpu")
         self.state = SampleState()
-        self.collector: Collector | None = Collector(model, track_backward=backward)
+        self.collector: Collector | None = Collector(model, track_backward=backward, cache_model=cache_model)
         self.mode = CountingMode(self.collector, self.state)
         self.base_sequence_nr = 0
         self.handles: list[RemovableHandle] = []  # the root forward hook, counted-output pre-hooks

@@ -85,6 +85,7 @@ class Watcher:
         gather: SampleTap | None = None,
         strict: bool = False,
         nvtx: bool = False,
+        cache_model: bool = True,
     ) -> None:
         if not isinstance(model, nn.Module):
             raise InvalidModelError(
@@ -95,10 +96,11 @@ class Watcher:
         self._model_ref = weakref.ref(model)
         self._model_name = type(model).__name__
         self.every = positive_int("every", every)
-        for name, flag in (("backward", backward), ("strict", strict), ("nvtx", nvtx)):
+        flags = (("backward", backward), ("strict", strict), ("nvtx", nvtx), ("cache_model", cache_model))
+        for name, flag in flags:
             if not isinstance(flag, bool):
                 raise InvalidArgumentError(f"{name} must be True or False, got {flag!r}")
-        self.backward = backward
+        self.backward, self._cache = backward, cache_model
         self.targets: tuple[DeviceSpec, ...] = resolve_targets(target)
         if sink is not None and not callable(sink):
             raise InvalidArgumentError(f"sink must be callable, got {type(sink).__name__}: {sink!r:.80}")
@@ -215,7 +217,7 @@ class Watcher:
         if self._sample is None and step % self.every == 0:
             model = self._watched
             kind = step_kind(model, args, kwargs)
-            sample = self._sample = Sample(step, kind, model, backward=self.backward)
+            sample = self._sample = Sample(step, kind, model, backward=self.backward, cache_model=self._cache)
             self._fire(sample, Event.FORWARD_STARTED, call)
 
     def _forward_returned(self, sample: Sample, _module: nn.Module, _args: Any, output: Any) -> None:

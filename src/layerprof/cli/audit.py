@@ -119,6 +119,12 @@ def add_parser(commands: Any) -> None:
     )
     parser.add_argument("--time", action="store_true", help="measure on this machine (layerprof.profile)")
     parser.add_argument(
+        "--no-cache-model",
+        dest="cache_model",
+        action="store_false",
+        help="DRAM-only verdicts: every byte from DRAM, no launch floor (cache_model=False)",
+    )
+    parser.add_argument(
         "--device",
         choices=("cpu", "cuda"),
         default=None,
@@ -281,9 +287,14 @@ def _report(
 
         training = args.optimizer is not None
         return analyze(
-            loaded.model, input_size=size_arg, dtype=dtype, target=list(targets), backward=training,
+            loaded.model,
+            input_size=size_arg,
+            dtype=dtype,
+            target=list(targets),
+            backward=training,
             optimizer=args.optimizer,
-        )  # fmt: skip
+            cache_model=args.cache_model,
+        )
     import torch
 
     from layerprof.api.profiling import profile  # the timing path is imported only when asked for
@@ -299,6 +310,7 @@ def _report(
         target=list(targets),
         warmup=args.warmup,
         repeat=args.repeat,
+        cache_model=args.cache_model,
     )
 
 

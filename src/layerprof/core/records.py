@@ -46,6 +46,19 @@ class Verdict:
 
 
 @dataclass(frozen=True, slots=True)
+class Traffic:
+    """Where a row's bytes can come from, whatever the target: the reuse model's reach of each of its
+    accesses (:mod:`layerprof.roofline.reuse`), and the kernels it launches.
+
+    ``reach_bytes`` holds one ``(reach, bytes)`` pair per access: it is served from the innermost cache
+    level of at least its reach in capacity, else from DRAM. Their bytes sum to the row's
+    ``bytes_read + bytes_written``."""
+
+    reach_bytes: tuple[tuple[int, int], ...] = ()
+    kernels: int = 0
+
+
+@dataclass(frozen=True, slots=True)
 class LayerRow:
     """One row of a report (or the totals row)."""
 
@@ -71,6 +84,9 @@ class LayerRow:
     time_ms: float | None = None
     time_iqr_ms: float | None = None
     roofline: Mapping[str, Verdict] = field(default_factory=lambda: MappingProxyType({}))
+    #: The row's accesses as the cache model sees them (None: not recorded, ``cache_model=False``, or a
+    #: row standing for others): what its verdicts' ``bytes_by_level`` and ``kernels`` come from.
+    traffic: Traffic | None = field(default=None, compare=False, repr=False)
 
     @property
     def macs(self) -> int:

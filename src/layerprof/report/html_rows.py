@@ -175,7 +175,7 @@ def _cells(row: LayerRow, report: Report, timed: bool, with_phase: bool) -> tupl
         if verdict is None:
             cells += [Cell(""), Cell("", "")] + ([Cell("", "")] if with_efficiency else [])
             continue
-        cells.append(Cell(verdict.bound, css=verdict.bound))
+        cells.append(Cell(verdict.bound, css="memory" if verdict.memory_bound else verdict.bound))
         cells.append(Cell(milliseconds(verdict.roofline_time_ms), _number(verdict.roofline_time_ms)))
         if with_efficiency:
             eff = verdict.roofline_efficiency

@@ -62,7 +62,9 @@ def time_chart(report: Report, row_ids: Mapping[tuple[Phase, str], str]) -> Time
 
     def bound_of(row: LayerRow) -> str:
         verdict = row.roofline.get(target.name) if target is not None else None
-        return verdict.bound if verdict is not None else "none"
+        if verdict is None:
+            return "none"
+        return "memory" if verdict.memory_bound else verdict.bound  # one colour for every level
 
     times = [(row, ms_of(row)) for row in rows]
     total = sum(ms for _, ms in times)
@@ -98,8 +100,8 @@ def time_chart(report: Report, row_ids: Mapping[tuple[Phase, str], str]) -> Time
     for row, ms in times:
         by_bound[bound_of(row)] = by_bound.get(bound_of(row), 0.0) + ms
     shares = tuple(
-        (bound, COLOURS[bound], by_bound[bound] / total)
-        for bound in ("memory", "compute", "none")
+        (bound, COLOURS.get(bound, COLOURS["none"]), by_bound[bound] / total)
+        for bound in ("memory", "compute", "overhead", "none")
         if by_bound.get(bound, 0.0) > 0
     )
     return TimeChart(basis, milliseconds(total), strip, ranked, rest, shares)

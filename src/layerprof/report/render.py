@@ -25,6 +25,7 @@ from layerprof.core.units import binary_bytes, shape, si
 from layerprof.core.validate import non_negative_int, positive_int
 from layerprof.errors import InvalidArgumentError
 from layerprof.report.rollup import fold_tail, roll_up
+from layerprof.report.shares import time_shares
 from layerprof.report.timecells import TimeCell, duration, resolve_columns
 from layerprof.report.titles import report_title
 
@@ -290,6 +291,13 @@ def _footer(report: Report) -> list[str]:
                 f"predicted on {target.name}: {duration(verdict.roofline_time_ms)} "
                 f"(sum of per-row roofline times: a lower bound), model {verdict.bound}-bound overall"
             )
+            if verdict.bytes_by_level:  # the cache-aware verdict: what the predicted time is made of
+                shares = time_shares(report.layers, target.name)
+                lines.append(
+                    f"predicted time on {target.name} by what binds each row: "
+                    + ", ".join(f"{kind} {share:.0%}" for kind, share in shares.items())
+                    + f" ({verdict.kernels} kernels)"
+                )
     lines += _memory_lines(report)
     if report.coverage is not None and report.total.time_ms is not None:
         lines.append(

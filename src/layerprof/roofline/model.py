@@ -7,12 +7,23 @@ matrix FLOPs (run on the matrix engines) and vector FLOPs (run on the FMA units)
     max(matrix_flops / peak_matrix + vector_flops / peak_vector, bytes / bandwidth)
 
 i.e. the two units are assumed not to overlap with each other, but compute overlaps memory traffic.
+
+The cache-aware verdict (``bytes_by_level`` given: where the cache model,
+:mod:`layerprof.roofline.reuse`, says the bytes come from) has one memory term per level and the
+launch floor::
+
+    max(matrix_flops / peak_matrix + vector_flops / peak_vector,
+        bytes of each level / that level's bandwidth, kernels * launch_overhead_s)
+
+and its bound names the term that sets it: ``compute``, ``memory(<level>)`` or ``overhead``.
 Apart from :func:`allow_tf32_for`, which reads torch's TF32 switches, nothing here touches torch.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
+from types import MappingProxyType
 from typing import Literal
 
 import torch
@@ -21,11 +32,13 @@ from layerprof.core.records import Bound, Unit, Verdict
 from layerprof.errors import InvalidArgumentError
 from layerprof.hardware.specs import DeviceSpec, DtypeLike
 from layerprof.hardware.table import get_device
+from layerprof.roofline.reuse import DRAM
 
 __all__ = [
     "ABOVE_ROOF_TOLERANCE",
     "DEFAULT_MIN_TIME_MS",
     "allow_tf32_for",
+    "level_bandwidth",
     "operational_intensity",
     "ridge_point",
     "roofline_time_s",
@@ -113,6 +126,8 @@ def verdict(
     time_ms: float | None = None,
     allow_tf32: bool = False,
     min_time_ms: float = DEFAULT_MIN_TIME_MS,
+    bytes_by_level: Mapping[str, int] | None = None,
+    kernels: int = 0,
 ) -> Verdict:
     """Where one row (``flops`` of which ``matrix_flops`` on matrix engines) stands on ``device``.
 
@@ -125,6 +140,13 @@ def verdict(
       ``roofline_efficiency = roofline_time / time``. Flags: ``"too-short"`` when ``time_ms`` is below
       ``min_time_ms`` (no achieved rate or efficiency is judged then), ``"above-roof"`` when the row
       ran more than 5% faster than its roofline time allows.
+
+    With ``bytes_by_level`` (level name -> bytes, ``"DRAM"`` for main memory; summing to
+    ``bytes_moved``) and ``kernels``, the verdict is the cache-aware one: the roofline time is the
+    largest of the compute time, each level's bytes over its bandwidth and ``kernels`` times the
+    device's ``launch_overhead_s`` (0 when it has none), and ``bound`` names it (``"compute"``,
+    ``"memory(DRAM)"``, ``"memory(L2)"``, ..., ``"overhead"``). Without it, the DRAM-only verdict:
+    ``bound`` is ``"compute"`` or ``"memory"``, and no launch floor.
     """
     _check_count("flops", flops)
     _check_count("matrix_flops", matrix_flops)
@@ -157,6 +179,10 @@ def verdict(
         bound = "compute" if intensity >= ridge * (1 - _RIDGE_RTOL) else "memory"
 
     roofline_s = max(compute_s, memory_s)
+    levels: Mapping[str, int] = MappingProxyType({})
+    if bytes_by_level is not None:
+        levels = _checked_levels(spec, bytes_by_level, bytes_moved)
+        bound, roofline_s = _cache_aware(spec, compute_s, levels, _kernels(kernels))
     roofline_ms = roofline_s * 1e3
     achieved: float | None = None
     efficiency: float | None = None
@@ -180,7 +206,67 @@ def verdict(
         achieved_flops_per_s=achieved,
         roofline_efficiency=efficiency,
         flags=tuple(flags),
+        bytes_by_level=levels,
+        kernels=kernels if bytes_by_level is not None else 0,
     )
+
+
+def level_bandwidth(device: DeviceSpec, level: str) -> float:
+    """Bytes/s of one level of ``device``'s hierarchy: a cache level by name, or ``"DRAM"``."""
+    if level == DRAM:
+        return device.memory_bandwidth_bytes_per_s
+    for cache in device.cache_levels:
+        if cache.name == level:
+            return cache.bandwidth_bytes_per_s
+    known = ", ".join([*(c.name for c in device.cache_levels), DRAM])
+    raise InvalidArgumentError(f"{device.name} has no memory level {level!r}; its levels: {known}")
+
+
+def _kernels(kernels: int) -> int:
+    if isinstance(kernels, bool) or not isinstance(kernels, int) or kernels < 0:
+        raise InvalidArgumentError(f"kernels must be an int >= 0, got {kernels!r}")
+    return kernels
+
+
+def _checked_levels(device: DeviceSpec, by_level: Mapping[str, int], bytes_moved: float) -> Mapping[str, int]:
+    bandwidths = _bandwidths(device)
+    total = 0
+    for level, nbytes in by_level.items():
+        if level not in bandwidths:
+            level_bandwidth(device, level)  # raises, naming the device's levels
+        if type(nbytes) is not int or nbytes < 0:  # not a bool either
+            raise InvalidArgumentError(f"bytes_by_level[{level!r}] must be an int >= 0, got {nbytes!r}")
+        total += nbytes
+    if total != bytes_moved:
+        raise InvalidArgumentError(f"bytes_by_level sums to {total}, not to bytes_moved = {bytes_moved!r}")
+    return by_level if isinstance(by_level, MappingProxyType) else MappingProxyType(dict(by_level))
+
+
+def _bandwidths(device: DeviceSpec) -> dict[str, float]:
+    """Level name -> bytes/s, DRAM first, then the caches outermost first (the order ties go in)."""
+    bandwidths = {DRAM: device.memory_bandwidth_bytes_per_s}
+    for cache in reversed(device.cache_levels):
+        bandwidths[cache.name] = cache.bandwidth_bytes_per_s
+    return bandwidths
+
+
+def _cache_aware(
+    device: DeviceSpec, compute_s: float, by_level: Mapping[str, int], kernels: int
+) -> tuple[Bound, float]:
+    """(bound, roofline seconds): the largest term; on a tie compute, then the slower memory level
+    (DRAM first, then the caches outermost first), then the launch floor."""
+    bound, longest = "compute", compute_s * (1 + _RIDGE_RTOL)
+    memory_level, memory_s = DRAM, 0.0
+    for level, bandwidth in _bandwidths(device).items():
+        seconds = by_level.get(level, 0) / bandwidth
+        if seconds > memory_s:
+            memory_level, memory_s = level, seconds
+    if memory_s > longest or longest == 0:
+        bound, longest = f"memory({memory_level})", memory_s
+    overhead_s = kernels * (device.launch_overhead_s or 0.0)
+    if overhead_s > longest:
+        bound = "overhead"
+    return bound, max(compute_s, memory_s, overhead_s)
 
 
 def allow_tf32_for(device_kind: str, op: Literal["any", "conv", "matmul"] = "any") -> bool:

@@ -1,4 +1,10 @@
-"""Roofline verdicts on rows: one per target, for a layer, a rolled-up group or the totals."""
+"""Roofline verdicts on rows: one per target, for a layer, a rolled-up group or the totals.
+
+A row that carries its ``traffic`` (the cache model's reaches, :mod:`layerprof.roofline.reuse`) gets
+the cache-aware verdict: its bytes split over the target's levels, its kernels' launch floor. A row
+without (``cache_model=False``, a row made by hand) gets the DRAM-only verdict of the first design.
+A group (the totals, a rolled-up module) sums its rows' roofline times, bytes per level and kernels,
+and is bound by what binds most of its time."""
 
 from __future__ import annotations
 
@@ -7,9 +13,10 @@ from dataclasses import replace
 from types import MappingProxyType
 from typing import Literal
 
-from layerprof.core.records import LayerRow, Verdict
+from layerprof.core.records import LayerRow, Traffic, Verdict
 from layerprof.hardware.specs import DeviceSpec
 from layerprof.roofline import model as roofline
+from layerprof.roofline.reuse import DRAM, split_by_level
 
 _PRICED_DTYPES = {"float32", "float16", "bfloat16", "int8", "float8_e4m3fn", "float8_e5m2", "float64"}
 #: Complex work is counted in real FLOPs, which run at the peak of the real parts' dtype.
@@ -56,6 +63,7 @@ def judge(
     verdicts: dict[str, Verdict] = {}
     for device in targets:
         measured = row.time_ms if device.name in timed_on else None
+        by_level, kernels = _levels(row.traffic, row.bytes_total, device) if rows is None else (None, 0)
         verdict = roofline.verdict(
             device.name,
             device,
@@ -65,13 +73,51 @@ def judge(
             dtype=dtype,
             time_ms=measured,
             allow_tf32=roofline.allow_tf32_for(device.kind, tf32_op(members)),
+            bytes_by_level=by_level,
+            kernels=kernels,
         )
         if rows is not None:
-            verdict = _as_group(
-                verdict, sum(r.roofline[device.name].roofline_time_ms for r in rows), measured
-            )
+            member_verdicts = [r.roofline[device.name] for r in rows]
+            verdict = _as_group(verdict, sum(v.roofline_time_ms for v in member_verdicts), measured)
+            if any(v.bytes_by_level for v in member_verdicts):
+                verdict = _cache_aware_group(verdict, rows, member_verdicts)
         verdicts[device.name] = verdict
     return replace(row, roofline=MappingProxyType(verdicts))
+
+
+def _levels(traffic: Traffic | None, row_bytes: int, device: DeviceSpec) -> tuple[dict[str, int] | None, int]:
+    """A row's bytes per level of ``device`` and its kernels; (None, 0) without traffic of its own."""
+    if traffic is None:
+        return None, 0
+    levels = [(level.name, level.capacity_bytes) for level in device.cache_levels]
+    by_level = split_by_level(traffic.reach_bytes, levels)
+    if sum(by_level.values()) != row_bytes:  # replace()d with other bytes: the traffic is not its own
+        return None, 0
+    return by_level, traffic.kernels
+
+
+def _cache_aware_group(verdict: Verdict, rows: Sequence[LayerRow], members: Sequence[Verdict]) -> Verdict:
+    """A group's bytes per level and kernels, summed; its bound the one binding most of its time (a
+    member without levels, judged DRAM-only, counts all its bytes and time as DRAM's)."""
+    by_level: dict[str, int] = {}
+    time_by_bound: dict[str, float] = {}
+    for row, member in zip(rows, members, strict=True):
+        levels = member.bytes_by_level or {DRAM: row.bytes_total}
+        for level, nbytes in levels.items():
+            by_level[level] = by_level.get(level, 0) + nbytes
+        bound = member.bound if member.bound != "memory" else f"memory({DRAM})"
+        time_by_bound[bound] = time_by_bound.get(bound, 0.0) + member.roofline_time_ms
+    if DRAM in by_level:  # DRAM last, as every verdict lists it
+        by_level[DRAM] = by_level.pop(DRAM)
+    bound = max(time_by_bound, key=lambda b: time_by_bound[b]) if time_by_bound else verdict.bound
+    if all(t == 0 for t in time_by_bound.values()):
+        bound = "compute" if verdict.bound == "compute" else f"memory({DRAM})"
+    return replace(
+        verdict,
+        bound=bound,
+        bytes_by_level=MappingProxyType(by_level),
+        kernels=sum(m.kernels for m in members),
+    )
 
 
 def _as_group(verdict: Verdict, predicted_ms: float, measured_ms: float | None) -> Verdict:

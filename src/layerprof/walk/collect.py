@@ -17,6 +17,7 @@ from __future__ import annotations
 import itertools
 from collections import Counter
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any
 
 import torch
@@ -24,7 +25,8 @@ from torch import nn
 from torch._ops import OpOverload
 
 from layerprof.core import rownames
-from layerprof.core.records import LayerRow
+from layerprof.core.records import LayerRow, Traffic
+from layerprof.walk.access_trace import AccessTrace
 from layerprof.walk.attribution import BackwardAttribution
 from layerprof.walk.counter import OpCounter
 from layerprof.walk.ledger import Ledger, RowKey, row_key
@@ -47,9 +49,12 @@ class Collector:
     the parameter. Backward ops of nodes made outside the model's forward (the loss) are not rows;
     they are counted in ``outside_backward_ops``, as forward ops run outside the model (between
     forwards in a profiled block) are in ``outside_forward_ops``.
+
+    With ``cache_model`` (the default) it also keeps the access trace of the rows' ops
+    (:mod:`~layerprof.walk.access_trace`), from which each row gets its ``traffic``.
     """
 
-    def __init__(self, root: nn.Module, *, track_backward: bool = False) -> None:
+    def __init__(self, root: nn.Module, *, track_backward: bool = False, cache_model: bool = True) -> None:
         self.root = root
         self.track_backward = track_backward
         order = itertools.count()  # shared: rows keep the order they first ran in, across all three
@@ -61,6 +66,7 @@ class Collector:
         self._backward = Ledger(order)
         self._reads = ContainerReads()
         self._ops: dict[OpOverload, OpInfo] = {}
+        self._trace = AccessTrace() if cache_model else None
         self.unsupported: Counter[str] = Counter()
         self.outside_forward_ops = 0
         self.outside_backward_ops = 0
@@ -139,7 +145,9 @@ class Collector:
         cost = price(info, args, kwargs, out)
         if cost.unsupported is not None:  # no formula, or none for complex operands
             self.unsupported[cost.unsupported] += 1
-        ledger.add(key, cost, args, out)
+        acc = ledger.add(key, cost, args, out)
+        if self._trace is not None:
+            self._trace.record(acc, info, args, kwargs, out, cost)
 
     # -- results -------------------------------------------------------------------------------------
     def backward_row_names(self) -> dict[Any, str]:
@@ -159,6 +167,12 @@ class Collector:
 
         One row per called leaf module (or childless-at-runtime container) and per glue op group.
         """
+        if self._trace is not None:
+            self._trace.finish()
         forward = assemble(self._forward.accs, "forward", self._stack, self._reads)
         backward = assemble(self._backward.accs, "backward", self._stack, self._reads)
-        return forward + backward
+        rows = forward + backward
+        if self._trace is None:
+            return rows
+        # A row that ran no priced op moves nothing and launches nothing, as the cache model sees it.
+        return [r if r.traffic is not None else replace(r, traffic=Traffic()) for r in rows]

@@ -13,6 +13,7 @@ from typing import Any
 
 from torch import nn
 
+from layerprof.core.records import Traffic
 from layerprof.walk.pricing import OpCost
 from layerprof.walk.tensors import Shapes, floating_dtype, shapes_of
 
@@ -39,6 +40,7 @@ class Acc:
         "matrix_flops",
         "order",
         "output_shapes",
+        "reach",
         "shapes_vary",
     )
 
@@ -55,6 +57,7 @@ class Acc:
         self.input_shapes: Shapes = ()
         self.output_shapes: Shapes = ()
         self.shapes_vary = False  # a later op of a glue row had other shapes than its first
+        self.reach: list[tuple[int, int]] | None = None  # (reach, bytes) per access, with a trace
 
 
 class Ledger:
@@ -64,8 +67,9 @@ class Ledger:
         self.accs: dict[RowKey, Acc] = {}
         self._order = order
 
-    def add(self, key: RowKey, cost: OpCost, args: tuple[Any, ...], out: Any) -> None:
-        """Add one priced op to ``key``'s row; its first op gives the row's shapes."""
+    def add(self, key: RowKey, cost: OpCost, args: tuple[Any, ...], out: Any) -> Acc:
+        """Add one priced op to ``key``'s row (whose accumulator it returns); its first op gives the
+        row's shapes."""
         acc = self.accs.get(key)
         if acc is None:
             acc = self.accs[key] = Acc(next(self._order))
@@ -89,3 +93,12 @@ class Ledger:
         acc.bytes_written += cost.bytes_written
         if acc.kernel_size is None and cost.kernel_size is not None:
             acc.kernel_size = cost.kernel_size
+        return acc
+
+
+def traffic_of(accs: list[Acc]) -> Traffic | None:
+    """The cache model's view of a row: its accesses' reaches and its kernels (each priced op
+    launches one); None when no access trace was kept."""
+    if all(a.reach is None for a in accs):
+        return None
+    return Traffic(tuple(p for a in accs if a.reach for p in a.reach), sum(a.calls for a in accs))

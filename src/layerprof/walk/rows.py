@@ -13,7 +13,7 @@ from torch import nn
 
 from layerprof.core import rownames
 from layerprof.core.records import LayerRow, Phase
-from layerprof.walk.ledger import Acc, RowKey
+from layerprof.walk.ledger import Acc, RowKey, traffic_of
 from layerprof.walk.params import ContainerReads, give_direct_params_to_first_glue, module_params
 from layerprof.walk.stack import ModuleStack, ModuleState, kind_of
 from layerprof.walk.tensors import Shapes
@@ -130,4 +130,5 @@ def accumulated_row(
         matrix_flops=sum(a.matrix_flops for a in accs),
         bytes_read=sum(a.bytes_read for a in accs),
         bytes_written=sum(a.bytes_written for a in accs),
+        traffic=traffic_of(accs),
     )
