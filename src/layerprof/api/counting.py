@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import warnings
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -10,19 +9,22 @@ from typing import Any
 import torch
 from torch import nn
 
+from layerprof.api.compiled import unwrap_compiled
 from layerprof.core.records import LayerRow
 from layerprof.errors import ForwardError, InvalidArgumentError, InvalidModelError, LayerprofError
 from layerprof.walk.collect import Collector, OpCounter
 from layerprof.walk.exported import ExportedRun, is_exported, prepare
 from layerprof.walk.twin import make_twin
 
-__all__ = ["InputPair", "check_model", "count", "count_with_fallback", "warn_unsupported"]
+__all__ = ["CounterMaker", "check_model", "count", "warn_unsupported"]
 
-# Named, not __name__: the name these messages had before counting moved out of profiler.py.
-logger = logging.getLogger("layerprof.api.profiler")
+#: Builds the dispatch mode of a count from its collector and whether cheap meta kernels may be used.
+CounterMaker = Callable[[Collector, bool], OpCounter]
 
 
-def check_model(model: object) -> nn.Module:
+def check_model(model: object, *, timed: bool = False) -> nn.Module:
+    """``model`` if layerprof can walk it; a ``torch.compile`` wrapper gives the module it wraps
+    (:mod:`layerprof.api.compiled`), with a warning when ``timed`` that compiled times are not per layer."""
     if not isinstance(model, nn.Module):
         raise InvalidModelError(f"model must be a torch.nn.Module, got {type(model).__name__}: {model!r:.80}")
     if isinstance(model, torch.jit.ScriptModule):
@@ -32,7 +34,7 @@ def check_model(model: object) -> nn.Module:
             "torch.jit.trace), which layerprof cannot walk layer by layer: pass the eager nn.Module, "
             "or a torch.export program's module (torch.export.export(model, args).module())"
         )
-    return model
+    return unwrap_compiled(model, timed=timed, stacklevel=4)
 
 
 def count(
@@ -43,12 +45,14 @@ def count(
     to_meta_device: bool,
     dtype: torch.dtype | None = None,
     backward: bool = False,
+    make_counter: CounterMaker | None = None,
 ) -> tuple[list[LayerRow], dict[str, int], dict[str, str]]:
     """Run one forward of a twin of ``model`` under the counter; the user's model is never touched.
 
     With ``backward`` (meta only, so no gradient reaches the user's parameters) the forward runs
     with autograd on and is followed by the backward of the sum of its floating outputs: the rows
     of a training step, backward rows charged to the layers whose forward made them.
+    ``make_counter(collector, fast_meta)`` builds the dispatch mode (default: the plain counter).
     """
     if backward and not to_meta_device:
         raise InvalidArgumentError("backward counting runs on the meta device only")
@@ -61,7 +65,8 @@ def count(
         ExportedRun(exported, collector.module_stack).install()
     collector.attach()
     try:
-        with torch.set_grad_enabled(backward), OpCounter(collector, fast_meta=to_meta_device):
+        counter = (make_counter or _plain_counter)(collector, to_meta_device)
+        with torch.set_grad_enabled(backward), counter:
             output = twin(*args, **kwargs)
             if backward:
                 _training_loss(output).backward()  # type: ignore[no-untyped-call]
@@ -76,6 +81,10 @@ def count(
         collector.close()
         collector.release_graph()
     return collector.rows(), dict(collector.unsupported), collector.module_kinds()
+
+
+def _plain_counter(collector: Collector, fast_meta: bool) -> OpCounter:
+    return OpCounter(collector, fast_meta=fast_meta)
 
 
 def failure_text(error: BaseException) -> str:
@@ -120,20 +129,3 @@ def warn_unsupported(unsupported: Mapping[str, int]) -> None:
             "(see report.unsupported)",
             stacklevel=3,
         )
-
-
-InputPair = tuple[tuple[Any, ...], dict[str, Any]]
-
-
-def count_with_fallback(
-    model: nn.Module, meta_inputs: InputPair, real_inputs: Callable[[], InputPair]
-) -> tuple[list[LayerRow], dict[str, int], dict[str, str]]:
-    """Count on a meta twin; when that forward raises (a model that needs values, such as ``.item()``),
-    count once more on a real twin with ``real_inputs()``."""
-    args, kwargs = meta_inputs
-    try:
-        return count(model, args, kwargs, to_meta_device=True)
-    except ForwardError as error:
-        logger.info("counting on the meta device failed (%s); counting on real inputs instead", error)
-    args, kwargs = real_inputs()
-    return count(model, args, kwargs, to_meta_device=False)

@@ -10,7 +10,8 @@ from typing import Any, Protocol
 import torch
 from torch import nn
 
-from layerprof.api.counting import check_model, count_with_fallback, warn_unsupported
+from layerprof.api.counting import check_model, warn_unsupported
+from layerprof.api.real_inputs import count_with_fallback
 from layerprof.api.rng import keeps_rng
 from layerprof.core import rownames
 from layerprof.core.records import LayerRow
@@ -128,7 +129,7 @@ def profile(
       rank's); the other ranks return their own. Every rank must call it. ``gather=False`` keeps each
       rank's own report; a ``layerprof.RankGather(...)`` configures the gathering.
     """
-    model = check_model(model)
+    model = check_model(model, timed=True)
     warmup, repeat = check_counts(warmup, repeat)
     gatherer: ReportGather | None = default_gather(gather)
     if gatherer is not None and not callable(getattr(gatherer, "finish", None)):

@@ -22,6 +22,7 @@ from torch import nn
 from torch._C._autograd import _get_sequence_nr
 from torch.utils.hooks import RemovableHandle
 
+from layerprof.api.compiled import unwrap_compiled
 from layerprof.api.counting_mode import ModesToLeave, engine_callback
 from layerprof.api.leftovers import Leftovers
 from layerprof.api.nvtx import NvtxRanges
@@ -215,7 +216,8 @@ class Watcher:
         if self._sample is None and step % self.every == 0:
             model = self._watched
             kind = step_kind(model, args, kwargs)
-            sample = self._sample = Sample(step, kind, model, backward=self.backward)
+            # A torch.compile wrapper is hooked itself (its hooks run eagerly), its module is walked.
+            sample = self._sample = Sample(step, kind, unwrap_compiled(model), backward=self.backward)
             self._fire(sample, Event.FORWARD_STARTED, call)
 
     def _forward_returned(self, sample: Sample, _module: nn.Module, _args: Any, output: Any) -> None:
