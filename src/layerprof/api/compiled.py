@@ -54,5 +54,7 @@ def unwrap_compiled(model: nn.Module, *, timed: bool = False, stacklevel: int = 
         "%s is a torch.compile'd module: counting the %s it wraps", type(model).__name__, type(inner).__name__
     )
     if timed:
-        warnings.warn(f"{type(inner).__name__} is torch.compile'd: {COMPILED_TIMES_NOTE}", stacklevel=stacklevel)
+        warnings.warn(
+            f"{type(inner).__name__} is torch.compile'd: {COMPILED_TIMES_NOTE}", stacklevel=stacklevel
+        )
     return inner

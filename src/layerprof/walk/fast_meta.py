@@ -80,7 +80,7 @@ def _binary(args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> Any:
     if a.shape == b.shape:
         return _contiguous(a.shape, a)
     try:
-        shape = torch.broadcast_shapes(a.shape, b.shape)
+        shape = torch.broadcast_shapes(a.shape, b.shape)  # type: ignore[no-untyped-call]
     except RuntimeError:
         return None  # torch's kernel raises its own error
     return _contiguous(shape, a)
@@ -96,8 +96,6 @@ def _convolution(args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> Any:
         or x.dtype != weight.dtype
         or weight.dim() != x.dim()
         or x.shape[1] != weight.shape[1] * groups
-        or x.shape[1] == 1
-        or min(x.shape[2:]) <= 1  # sizes of 1 leave the memory format to torch's guess
         or (bias is not None and tuple(bias.shape) != (weight.shape[0],))
         or not len(stride) == len(padding) == len(dilation) == spatial
     ):
@@ -105,15 +103,18 @@ def _convolution(args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> Any:
     out = []
     for size, k, s, p, d in zip(x.shape[2:], weight.shape[2:], stride, padding, dilation, strict=True):
         length = (size + 2 * p - d * (k - 1) - 1) // s + 1
-        if length <= 1:
-            return None
+        if length <= 0:
+            return None  # torch's kernel says the input is too small
         out.append(length)
     return _contiguous((x.shape[0], weight.shape[0], *out), x)
 
 
 def _addmm(args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> Any:
     bias, m1, m2 = args[:3]
-    if not (_exact(m1) and _exact(m2) and isinstance(bias, torch.Tensor) and bias.is_meta):
+    # m2 is most often a weight's transpose (a view): the output is contiguous whatever its strides.
+    if not (_exact(m1) and isinstance(m2, torch.Tensor) and m2.is_meta and isinstance(bias, torch.Tensor)):
+        return None
+    if not bias.is_meta:
         return None
     if m1.dim() != 2 or m2.dim() != 2 or m1.shape[1] != m2.shape[0] or not m1.dtype == m2.dtype == bias.dtype:
         return None

@@ -80,15 +80,15 @@ def meta_blocker(model: nn.Module, args: tuple[Any, ...], kwargs: Mapping[str, A
     for value in tree_leaves((args, dict(kwargs))):
         if isinstance(value, torch.Tensor) and not _plain(value):
             return f"an input is a {type(value).__name__} on {value.device} ({value.layout}, {value.dtype})"
-    for tensor in (*model.parameters(), *model.buffers()):
-        if not _plain(tensor):
-            return f"the model holds a {type(tensor).__name__} on {tensor.device} ({tensor.dtype})"
-    for name, module in model.named_modules():
+    for name, module in model.named_modules():  # one walk of the tree: this runs on every call
         if isinstance(module, DEVICE_PATH_MODULES):
             return (
                 f"layer {name or '(root)'} is a {type(module).__name__}, whose forward takes a CPU "
                 "fast path that a meta tensor does not"
             )
+        for tensor in (*module._parameters.values(), *module._buffers.values()):
+            if tensor is not None and not _plain(tensor):
+                return f"the model holds a {type(tensor).__name__} on {tensor.device} ({tensor.dtype})"
     return None
 
 
@@ -116,7 +116,9 @@ def _devices(values: Any) -> set[str]:
     return {t.device.type for t in tree_leaves(values) if isinstance(t, torch.Tensor) and t.dim() > 0}
 
 
-def needs_data(func: OpOverload, args: tuple[Any, ...], kwargs: Mapping[str, Any], error: Exception) -> str | None:
+def needs_data(
+    func: OpOverload, args: tuple[Any, ...], kwargs: Mapping[str, Any], error: Exception
+) -> str | None:
     """Why ``func`` raising ``error`` on meta tensors is the meta device's limit, not the model's
     error; None when it is not one of those."""
     if any(tag in func.tags for tag in _DATA_TAGS):
@@ -126,14 +128,14 @@ def needs_data(func: OpOverload, args: tuple[Any, ...], kwargs: Mapping[str, Any
         return f"{func} copies a meta tensor out to the CPU (.cpu(), .tolist(), .numpy())"
     if len(devices) > 1:
         return f"{func} got a tensor made on the CPU inside the forward next to meta tensors"
-    if not torch._C._dispatch_has_computed_kernel_for_dispatch_key(func.name(), "Meta"):
+    if not torch._C._dispatch_has_computed_kernel_for_dispatch_key(func.name(), "Meta"):  # type: ignore[no-untyped-call]
         return f"{func} has no meta kernel"
     if _NEEDS_FAKE in str(error):
         return f"{func} has a data-dependent output size"
     return None
 
 
-class ProbingCounter(OpCounter):
+class ProbingCounter(OpCounter):  # type: ignore[no-untyped-call]
     """The counter, noting the first op that shows a meta forward does not count what the CPU's does:
     one that raised because it needs values (:func:`needs_data`), or one of :data:`DEVICE_PATH_OPS`.
     A note is kept even when the model catches the error and goes on (its path then differs)."""
@@ -176,4 +178,9 @@ _MOVED = "a tensor made on the CPU is moved to the inputs' device: a copy on met
 
 def _moved_to_meta(args: tuple[Any, ...], out: Any) -> bool:
     source = args[0] if args else None
-    return isinstance(source, torch.Tensor) and not source.is_meta and isinstance(out, torch.Tensor) and out.is_meta
+    return (
+        isinstance(source, torch.Tensor)
+        and not source.is_meta
+        and isinstance(out, torch.Tensor)
+        and out.is_meta
+    )

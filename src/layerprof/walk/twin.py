@@ -36,7 +36,12 @@ _HOOK_DICTS = (
 #: torch's bookkeeping for state dicts: registered when a module is built, never by a forward, so
 #: the twin shares them (copying them was a third of the twin's cost on a MobileNet).
 _STATE_DICT_HOOKS = frozenset(
-    {"_state_dict_hooks", "_state_dict_pre_hooks", "_load_state_dict_pre_hooks", "_load_state_dict_post_hooks"}
+    {
+        "_state_dict_hooks",
+        "_state_dict_pre_hooks",
+        "_load_state_dict_pre_hooks",
+        "_load_state_dict_post_hooks",
+    }
 )
 #: The module's own dictionaries, which module() rebuilds itself, and those it shares.
 _OWN_DICTS = frozenset({"_parameters", "_buffers", "_modules", *_HOOK_DICTS, *_STATE_DICT_HOOKS})
