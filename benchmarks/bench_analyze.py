@@ -15,6 +15,7 @@ turn, each repeat), so load on the machine hits them alike.
 
     python benchmarks/bench_analyze.py [--models resnet50 mobilenet_v3_large] [--batches 1 64] [--repeat 7]
     python benchmarks/bench_analyze.py --batches 1 --slow-repeat 15 --no-fvcore   # the issue-11 ratios
+    python benchmarks/bench_analyze.py --batches 1 --no-fvcore --threads 1 --clock cpu  # on a loaded machine
 """
 
 from __future__ import annotations
@@ -33,13 +34,15 @@ from torch.utils.flop_counter import FlopCounterMode
 
 import layerprof
 
+CLOCK: Callable[[], float] = time.perf_counter
+
 
 def median_ms(fn: Callable[[], object], repeat: int) -> float:
     times = []
     for _ in range(repeat):
-        start = time.perf_counter()
+        start = CLOCK()
         fn()
-        times.append((time.perf_counter() - start) * 1e3)
+        times.append((CLOCK() - start) * 1e3)
     return statistics.median(times)
 
 
@@ -108,9 +111,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--slow-repeat", type=int, default=3, help="repeats of the real-compute passes")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--no-fvcore", action="store_true", help="skip fvcore (its jit trace is slow)")
+    parser.add_argument(
+        "--clock",
+        choices=["wall", "cpu"],
+        default="wall",
+        help="cpu: this process's CPU time (with --threads 1, the cost on a machine others load too)",
+    )
     args = parser.parse_args(argv)
+    global CLOCK
+    CLOCK = time.process_time if args.clock == "cpu" else time.perf_counter
     torch.set_num_threads(args.threads)
-    print(f"torch {torch.__version__}, {args.threads} threads, median of {args.repeat} / {args.slow_repeat}")
+    print(
+        f"torch {torch.__version__}, {args.threads} threads, {args.clock} clock, "
+        f"median of {args.repeat} / {args.slow_repeat}"
+    )
     header = (
         f"{'model':<20}{'batch':>6}{'floor':>9}{'analyze':>9}{'x floor':>8}{'fvcore':>9}{'x fvc':>7}"
         f"{'flopctr':>9}{'x plain':>8}{'plain':>9}{'an-real':>9}{'x plain':>8}"
