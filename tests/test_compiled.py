@@ -95,3 +95,25 @@ def test_the_note_is_documented() -> None:
 
     readme = " ".join((Path(__file__).parents[1] / "README.md").read_text().split()).lower()
     assert "times of compiled code are not per layer" in readme and "not per layer" in COMPILED_TIMES_NOTE
+
+
+def test_the_cli_audits_a_factory_that_returns_a_compiled_model(
+    tmp_path: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from layerprof.cli import main
+
+    path = tmp_path / "compiled_models.py"
+    path.write_text(
+        "import torch\nfrom torch import nn\n\n\ndef make():\n"
+        "    model = nn.Sequential(nn.Conv2d(3, 8, 3), nn.ReLU(), nn.Flatten(), nn.Linear(8 * 6 * 6, 2))\n"
+        "    return torch.compile(model, backend='eager')\n",
+        encoding="utf-8",
+    )
+    code = main(["audit", f"{path}:make", "--input-size", "1,3,8,8", "--target", "t4", "--format", "json"])
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    import json
+
+    document = json.loads(out)
+    names = [row["name"] for row in document["layers"]] if "layers" in document else None
+    assert names == ["0", "1", "2", "3"], document.keys()
