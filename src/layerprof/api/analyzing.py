@@ -11,6 +11,7 @@ from torch import nn
 
 from layerprof.api.counting import check_flag, check_model, count, warn_unsupported
 from layerprof.api.footprint import footprint_run
+from layerprof.api.real_inputs import count_inputs
 from layerprof.api.rng import keeps_rng
 from layerprof.core.dtypes import dtype_name
 from layerprof.errors import ForwardError, InvalidArgumentError
@@ -61,10 +62,16 @@ def analyze(
     torch.bool)}``. When the forward fails on these inputs, the error gives the innermost cause
     (torch's own message) and, where the sizes are the likely culprit, says which.
 
-    With ``inputs`` it runs once on them, under ``torch.no_grad()``: a tensor is the one positional
-    input, a tuple or list the positional inputs in order, and a dict the keyword inputs (the model
-    is called as ``model(**inputs)``). ``kwargs=`` gives keyword inputs next to positional ones:
-    ``analyze(model, x, kwargs={"mask": m})`` calls ``model(x, mask=m)``.
+    With ``inputs`` it counts one forward on them, under ``torch.no_grad()``: a tensor is the one
+    positional input, a tuple or list the positional inputs in order, and a dict the keyword inputs
+    (the model is called as ``model(**inputs)``). ``kwargs=`` gives keyword inputs next to positional
+    ones: ``analyze(model, x, kwargs={"mask": m})`` calls ``model(x, mask=m)``. That forward runs on
+    meta copies of the inputs (their shapes, dtypes and strides; no compute, so any batch costs the
+    same), and on the inputs themselves only when the model needs their values (``.item()``,
+    ``if x.sum() > 0``, ``nonzero``) or would take another path on meta (autocast, an accelerator,
+    attention and RNN modules with CPU fast paths): the counts are the real forward's either way
+    (:mod:`layerprof.api.real_inputs`; which way is logged on ``layerprof.api.real_inputs``).
+    A ``torch.compile``'d model is counted through the module it wraps.
     Either way a twin of the model runs, so the model itself keeps its hooks, buffers, flags and
     device. The model is counted in the mode it is in (``model.eval()`` for inference counts).
 
@@ -133,14 +140,18 @@ def analyze(
         memory = footprint_run(
             model, targets, optimizer=optimizer, backward=backward, on_meta=on_meta or backward
         )
-        rows, unsupported, kinds = count(
-            model,
-            args,
-            kwargs,
-            to_meta_device=on_meta or backward,
-            backward=backward,
-            memory=memory,
-            cache_model=cache_model,
-        )
+        if on_meta or backward:
+            rows, unsupported, kinds = count(
+                model,
+                args,
+                kwargs,
+                to_meta_device=True,
+                backward=backward,
+                memory=memory,
+                cache_model=cache_model,
+            )
+        else:  # on meta from the inputs' shapes, on the real forward when the model needs values
+            counted = count_inputs(model, (args, kwargs), memory=memory, cache_model=cache_model)
+            rows, unsupported, kinds = counted.parts()
     warn_unsupported(unsupported)
     return build_report(model, rows, unsupported, targets, spec, kinds, memory=memory)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import warnings
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -10,20 +9,25 @@ from typing import Any
 import torch
 from torch import nn
 
+from layerprof.api.compiled import unwrap_compiled
 from layerprof.core.records import LayerRow
 from layerprof.errors import ForwardError, InvalidArgumentError, InvalidModelError, LayerprofError
 from layerprof.walk.collect import Collector, OpCounter
+from layerprof.walk.counter import Allocations
 from layerprof.walk.exported import ExportedRun, is_exported, prepare
 from layerprof.walk.memory_run import FootprintRun
 from layerprof.walk.twin import make_twin
 
-__all__ = ["InputPair", "check_flag", "check_model", "count", "count_with_fallback", "warn_unsupported"]
+__all__ = ["CounterMaker", "check_flag", "check_model", "count", "warn_unsupported"]
 
-# Named, not __name__: the name these messages had before counting moved out of profiler.py.
-logger = logging.getLogger("layerprof.api.profiler")
+#: Builds the dispatch mode of a count from its collector, whether cheap meta kernels may be used, and
+#: the storage tracker to tell of every op's outputs (None when memory is not tracked).
+CounterMaker = Callable[[Collector, bool, "Allocations | None"], OpCounter]
 
 
-def check_model(model: object) -> nn.Module:
+def check_model(model: object, *, timed: bool = False) -> nn.Module:
+    """``model`` if layerprof can walk it; a ``torch.compile`` wrapper gives the module it wraps
+    (:mod:`layerprof.api.compiled`), with a warning when ``timed`` that compiled times are not per layer."""
     if not isinstance(model, nn.Module):
         raise InvalidModelError(f"model must be a torch.nn.Module, got {type(model).__name__}: {model!r:.80}")
     if isinstance(model, torch.jit.ScriptModule):
@@ -33,7 +37,7 @@ def check_model(model: object) -> nn.Module:
             "torch.jit.trace), which layerprof cannot walk layer by layer: pass the eager nn.Module, "
             "or a torch.export program's module (torch.export.export(model, args).module())"
         )
-    return model
+    return unwrap_compiled(model, timed=timed, stacklevel=4)
 
 
 def check_flag(name: str, value: object) -> bool:
@@ -53,6 +57,7 @@ def count(
     backward: bool = False,
     memory: FootprintRun | None = None,
     cache_model: bool = True,
+    make_counter: CounterMaker | None = None,
 ) -> tuple[list[LayerRow], dict[str, int], dict[str, str]]:
     """Run one forward of a twin of ``model`` under the counter; the user's model is never touched.
 
@@ -61,6 +66,7 @@ def count(
     of a training step, backward rows charged to the layers whose forward made them. ``memory``
     tracks the run's storages (:mod:`layerprof.walk.memory_run`), and steps its optimizer.
     ``cache_model=False`` keeps no access trace: the rows get the DRAM-only verdict.
+    ``make_counter(collector, fast_meta, tracker)`` builds the dispatch mode (default: the plain counter).
     """
     if backward and not to_meta_device:
         raise InvalidArgumentError("backward counting runs on the meta device only")
@@ -76,7 +82,8 @@ def count(
         memory.begin(collector.module_stack, twin, args, kwargs, backward=backward)
     tracker = memory.tracker if memory is not None else None
     try:
-        with torch.set_grad_enabled(backward), OpCounter(collector, fast_meta=to_meta_device, memory=tracker):
+        counter = (make_counter or _plain_counter)(collector, to_meta_device, tracker)
+        with torch.set_grad_enabled(backward), counter:
             output = twin(*args, **kwargs)
             if backward:
                 if memory is not None:
@@ -99,6 +106,10 @@ def count(
             memory.end()
     rows = collector.rows() if memory is None else memory.with_activation_bytes(collector.rows())
     return rows, dict(collector.unsupported), collector.module_kinds()
+
+
+def _plain_counter(collector: Collector, fast_meta: bool, memory: Allocations | None) -> OpCounter:
+    return OpCounter(collector, fast_meta=fast_meta, memory=memory)
 
 
 def failure_text(error: BaseException) -> str:
@@ -143,27 +154,3 @@ def warn_unsupported(unsupported: Mapping[str, int]) -> None:
             "(see report.unsupported)",
             stacklevel=3,
         )
-
-
-InputPair = tuple[tuple[Any, ...], dict[str, Any]]
-
-
-def count_with_fallback(
-    model: nn.Module,
-    meta_inputs: InputPair,
-    real_inputs: Callable[[], InputPair],
-    memory: FootprintRun | None = None,
-    *,
-    cache_model: bool = True,
-) -> tuple[list[LayerRow], dict[str, int], dict[str, str]]:
-    """Count on a meta twin; when that forward raises (a model that needs values, such as ``.item()``),
-    count once more on a real twin with ``real_inputs()`` (``memory`` then starts over on it)."""
-    args, kwargs = meta_inputs
-    try:
-        return count(model, args, kwargs, to_meta_device=True, memory=memory, cache_model=cache_model)
-    except ForwardError as error:
-        logger.info("counting on the meta device failed (%s); counting on real inputs instead", error)
-    args, kwargs = real_inputs()
-    if memory is not None:
-        memory.restart(on_meta=False)
-    return count(model, args, kwargs, to_meta_device=False, memory=memory, cache_model=cache_model)

@@ -12,7 +12,9 @@ import torch
 from torch import nn
 from torch.utils.hooks import RemovableHandle
 
-from layerprof.api.counting import InputPair, check_flag, check_model, count_with_fallback, warn_unsupported
+from layerprof.api.compiled import is_compiled
+from layerprof.api.counting import check_flag, check_model, warn_unsupported
+from layerprof.api.real_inputs import InputPair, count_with_fallback
 from layerprof.api.rng import rng_kept
 from layerprof.errors import InvalidArgumentError
 from layerprof.hardware.targets import TargetArg, resolve_targets
@@ -75,16 +77,21 @@ class Profiler:
     :func:`profile` does; ``report().total.time_ms`` is the median time of the whole forward with the
     hooks on, so the coverage shows only time spent outside the rows. ``time=False`` records the
     inputs only (the report is then the same as :func:`analyze`'s). ``cache_model=False``: the
-    DRAM-only verdicts.
+    DRAM-only verdicts. A ``torch.compile``'d model is counted through the module it wraps and not
+    timed: compiled code has no per-layer times (a warning says so).
     """
 
     def __init__(
         self, model: nn.Module, *, target: TargetArg = "auto", time: bool = True, cache_model: bool = True
     ) -> None:
-        self.model = check_model(model)
         self.cache_model = check_flag("cache_model", cache_model)
         if not isinstance(time, bool):
             raise InvalidArgumentError(f"time must be True or False, got {time!r}")
+        # A torch.compile wrapper: its own hook (run eagerly) records the inputs; its module is counted.
+        # Compiled code has no per-layer times, so nothing is timed.
+        self._called: nn.Module | None = model if is_compiled(model) else None
+        self.model = check_model(model, timed=time)
+        time = time and self._called is None
         where = model_device(self.model) or torch.device("cpu")
         if time and where.type == "meta":
             raise InvalidArgumentError("the model is on the meta device: nothing to time; pass time=False")
@@ -99,7 +106,8 @@ class Profiler:
             raise InvalidArgumentError("this Profiler's block is already open; Profiler blocks do not nest")
         try:
             # Registered before the timing hooks, so that describing the inputs is outside the root's time.
-            self._handles.append(self.model.register_forward_pre_hook(self._record_inputs, with_kwargs=True))
+            called = self._called or self.model
+            self._handles.append(called.register_forward_pre_hook(self._record_inputs, with_kwargs=True))
             if self._timer is not None:
                 self._timer.attach()
         except BaseException:

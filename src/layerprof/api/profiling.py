@@ -10,8 +10,9 @@ from typing import Any, Protocol
 import torch
 from torch import nn
 
-from layerprof.api.counting import check_flag, check_model, count_with_fallback, warn_unsupported
+from layerprof.api.counting import check_flag, check_model, warn_unsupported
 from layerprof.api.footprint import footprint_run, with_measured_memory
+from layerprof.api.real_inputs import count_with_fallback
 from layerprof.api.rng import keeps_rng
 from layerprof.core import rownames
 from layerprof.core.records import LayerRow
@@ -132,7 +133,7 @@ def profile(
       rank's own report; a ``layerprof.RankGather(...)`` configures the gathering.
     * ``cache_model=False``: the DRAM-only verdicts, as :func:`layerprof.analyze` gives them.
     """
-    model = check_model(model)
+    model = check_model(model, timed=True)
     check_flag("cache_model", cache_model)
     warmup, repeat = check_counts(warmup, repeat)
     gatherer: ReportGather | None = default_gather(gather)

@@ -79,6 +79,7 @@ from __future__ import annotations
 
 from torch import nn
 
+from layerprof.api.compiled import is_compiled, unwrap_compiled
 from layerprof.api.sample_tap import SampleTap
 from layerprof.api.sinks import SinkArg, resolve_sink
 from layerprof.api.watcher import Watcher
@@ -118,11 +119,16 @@ def watch(
     rank's sample, with DDP's all-reduce in a row of its own (:mod:`layerprof.distributed.gather`); pass a
     ``layerprof.RankGather(...)`` to configure it, ``gather=False`` to keep each rank's own.
 
+    A ``torch.compile``'d model is sampled through the module it wraps (rows named as its layers),
+    with a warning: times of compiled code are not per layer.
+
     ``nvtx=True`` also pushes an NVTX range named after each layer's row around its forward and its
     backward, every step, until the watcher is removed (:mod:`layerprof.api.nvtx`).
 
     ``cache_model=False``: the DRAM-only verdicts (README, "The cache-aware roofline").
     """
+    if is_compiled(model):
+        unwrap_compiled(model, timed=True)  # the warning only: the watcher hooks the wrapper itself
     return Watcher(
         model,
         every=every,

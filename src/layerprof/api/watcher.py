@@ -22,6 +22,7 @@ from torch import nn
 from torch._C._autograd import _get_sequence_nr
 from torch.utils.hooks import RemovableHandle
 
+from layerprof.api.compiled import unwrap_compiled
 from layerprof.api.counting_mode import ModesToLeave, engine_callback
 from layerprof.api.leftovers import Leftovers
 from layerprof.api.nvtx import NvtxRanges
@@ -29,7 +30,7 @@ from layerprof.api.sample_tap import SampleTap, check_tap
 from layerprof.api.sinks import GuardedSink, ReportSink, log_table
 from layerprof.api.watch_sample import NO_CALL, Call, Sample, grad_outputs, sample_report, step_kind
 from layerprof.api.watch_states import OFF_THREAD, Action, Event, Transition
-from layerprof.core.validate import positive_int
+from layerprof.core.validate import check_bool, positive_int
 from layerprof.errors import InvalidArgumentError, InvalidModelError
 from layerprof.hardware.specs import DeviceSpec
 from layerprof.hardware.targets import TargetArg, resolve_targets
@@ -96,11 +97,9 @@ class Watcher:
         self._model_ref = weakref.ref(model)
         self._model_name = type(model).__name__
         self.every = positive_int("every", every)
-        flags = (("backward", backward), ("strict", strict), ("nvtx", nvtx), ("cache_model", cache_model))
-        for name, flag in flags:
-            if not isinstance(flag, bool):
-                raise InvalidArgumentError(f"{name} must be True or False, got {flag!r}")
-        self.backward, self._cache = backward, cache_model
+        self.backward, self._cache = check_bool("backward", backward), check_bool("cache_model", cache_model)
+        check_bool("strict", strict)
+        check_bool("nvtx", nvtx)
         self.targets: tuple[DeviceSpec, ...] = resolve_targets(target)
         if sink is not None and not callable(sink):
             raise InvalidArgumentError(f"sink must be callable, got {type(sink).__name__}: {sink!r:.80}")
@@ -190,10 +189,8 @@ class Watcher:
 
     def __repr__(self) -> str:
         state = "removed" if self._hook is None else "in flight" if self._sample else "idle"
-        return (
-            f"Watcher({self._model_name}, every={self.every}, {state}, "
-            f"forwards={self.forwards}, samples={self.samples})"
-        )
+        counts = f"forwards={self.forwards}, samples={self.samples}"
+        return f"Watcher({self._model_name}, every={self.every}, {state}, {counts})"
 
     # -- torch's hooks and callbacks, as events --------------------------------------------------------
     def _on_forward(self, _module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
@@ -217,7 +214,10 @@ class Watcher:
         if self._sample is None and step % self.every == 0:
             model = self._watched
             kind = step_kind(model, args, kwargs)
-            sample = self._sample = Sample(step, kind, model, backward=self.backward, cache_model=self._cache)
+            # A torch.compile wrapper is hooked itself (its hooks run eagerly), its module is walked.
+            sample = self._sample = Sample(
+                step, kind, unwrap_compiled(model), backward=self.backward, cache_model=self._cache
+            )
             self._fire(sample, Event.FORWARD_STARTED, call)
 
     def _forward_returned(self, sample: Sample, _module: nn.Module, _args: Any, output: Any) -> None:
