@@ -17,6 +17,7 @@ from layerprof.formulas import (  # noqa: F401  (imported to register their form
     movement,
     norm,
     pooling,
+    quantized,
     softmax,
 )
 from layerprof.formulas.conv import conv_flops, conv_macs

@@ -13,6 +13,7 @@ from collections.abc import Container, Iterable, Mapping
 from dataclasses import replace
 from typing import Any
 
+import torch
 from torch import nn
 
 from layerprof.core import rownames
@@ -30,8 +31,25 @@ def parameter_owners(modules: Iterable[nn.Module]) -> dict[int, nn.Module]:
 
 
 def module_params(module: nn.Module) -> int:
-    """The parameters a module's own row counts: all of its tree's, each shared one once."""
-    return sum(p.numel() for p in module.parameters())
+    """The parameters a module's own row counts: all of its tree's, each shared one once, and the
+    weights packed inside quantized modules (:func:`packed_params`)."""
+    return sum(p.numel() for p in module.parameters()) + packed_params(module)
+
+
+def packed_tensors(module: nn.Module) -> list[torch.Tensor]:
+    """The weight and bias packed in the quantized modules of ``module``'s tree (a quantized conv's or
+    linear's ``_packed_params``, which are no ``nn.Parameter``)."""
+    tensors: list[torch.Tensor] = []
+    for sub in module.modules():
+        packed = getattr(sub, "_packed_params", None)
+        if isinstance(packed, torch.ScriptObject) and packed._has_method("unpack"):
+            tensors.extend(t for t in packed.unpack() if isinstance(t, torch.Tensor))
+    return tensors
+
+
+def packed_params(module: nn.Module) -> int:
+    """Elements of the packed quantized weights and biases in ``module``'s tree."""
+    return sum(t.numel() for t in packed_tensors(module))
 
 
 class ContainerReads:

@@ -174,4 +174,15 @@ def add_bytes(values: Iterable[Any], seen: set[int]) -> int:
                 total += elements * value.element_size()
         elif isinstance(value, (list, tuple)):
             total += add_bytes(value, seen)
+        elif isinstance(value, torch.ScriptObject) and id(value) not in seen:
+            seen.add(id(value))
+            total += packed_bytes(value)
     return total
+
+
+def packed_bytes(value: torch.ScriptObject) -> int:
+    """Bytes of a packed quantized weight (a quantized conv's or linear's weight and bias): the op
+    reads them though no tensor argument holds them; 0 for other script objects."""
+    if not value._has_method("unpack"):
+        return 0
+    return sum(t.numel() * t.element_size() for t in value.unpack() if isinstance(t, torch.Tensor))
