@@ -25,7 +25,7 @@ import torch
 from torch._ops import OpOverload
 from torch.utils._python_dispatch import TorchDispatchMode, _disable_current_modes
 
-from layerprof.formulas import FORMULAS, OpFlops, is_free
+from layerprof.formulas import OpFlops, formula_of, is_free
 from layerprof.formulas.complex import complex_flops, computes_on_complex
 
 __all__ = ["DecomposedCost", "decomposition", "decomposed_flops"]
@@ -88,7 +88,7 @@ class _FlopsOnly(TorchDispatchMode):  # type: ignore[misc]
         kwargs: Mapping[str, Any] | None = None,
     ) -> Any:
         kwargs = kwargs or {}
-        formula = FORMULAS.get(func)
+        formula = formula_of(func)
         if formula is None and not is_free(func):
             inner = decomposition(func)
             if inner is not None:

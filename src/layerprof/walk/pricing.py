@@ -20,7 +20,7 @@ import torch
 from torch._ops import OpOverload
 
 from layerprof.errors import FormulaError
-from layerprof.formulas import FORMULAS, WRITE_ONLY_DESTINATION, Formula, is_free
+from layerprof.formulas import WRITE_ONLY_DESTINATION, Formula, formula_of, is_free
 from layerprof.formulas.complex import complex_flops, computes_on_complex
 from layerprof.walk.decomposed import Decomposition, decomposed_flops, decomposition
 
@@ -52,7 +52,7 @@ class OpCost(NamedTuple):
 
 def describe(func: OpOverload) -> OpInfo:
     schema = func._schema
-    free, formula = is_free(func), FORMULAS.get(func)
+    free, formula = is_free(func), formula_of(func)
     return OpInfo(
         free=free,
         formula=formula,
