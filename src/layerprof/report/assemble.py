@@ -19,6 +19,7 @@ from layerprof.hardware.table import match_device_name
 from layerprof.report.facade import Report
 from layerprof.roofline.verdicts import judge
 from layerprof.walk.inputs import InputSpec
+from layerprof.walk.params import parameter_counts
 
 
 def build_report(
@@ -49,6 +50,7 @@ def build_report(
         module_kinds=MappingProxyType(dict(kinds)),
         kernel_time_ms=None if kernel_time_ms is None else MappingProxyType(dict(kernel_time_ms)),
         timed_on=timed_on,
+        parameters=parameter_counts(model, judged),
         _model=weakref.ref(model),
     )
 

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 from layerprof.core.records import LayerRow, Phase
 from layerprof.report import export, frame, render, titles
 from layerprof.walk.inputs import InputSpec
+from layerprof.walk.params import ParameterCounts
 
 if TYPE_CHECKING:
     from torch import nn
@@ -88,6 +89,8 @@ class Report:
     #: The training step a ``watch()`` sample measured (0-based: the index of its counted forward);
     #: None for analyze and profile.
     step: int | None = None
+    #: Total, trainable and frozen parameters, and those of modules that never ran (None when unknown).
+    parameters: ParameterCounts | None = None
     _model: weakref.ReferenceType[nn.Module] | None = field(default=None, repr=False, compare=False)
 
     @property

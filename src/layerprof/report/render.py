@@ -273,7 +273,7 @@ def _marks(report: Report, rows: list[LayerRow], cols: Columns) -> list[str]:
 
 
 def _footer(report: Report) -> list[str]:
-    lines = []
+    lines = [report.parameters.summary()] if report.parameters is not None else []
     for target in report.targets:
         verdict = report.total.roofline.get(target.name)
         if verdict is not None:
