@@ -54,6 +54,15 @@ EXCLUDED = {
     "aten.native_dropout_backward": "autograd-only",
     "aten.lift_fresh_copy": "tracing only (torch.tensor under make_fx)",
     "aten._copy_from": "cross-device copies only",
+    "aten.cudnn_grid_sampler": "CUDA backend kernel (cuDNN)",
+    "aten._scaled_mm": "float8 GEMM: CUDA (and some CPUs) only; no composite decomposes into it",
+}
+# quantized::* ops: no composite decomposes into them, so every context dispatches the same op;
+# tests/test_quantized.py counts a quantized resnet18 under no_grad and inference_mode alike.
+EXCLUDED |= {
+    packet: "a quantized kernel: the same op in every context (tests/test_quantized.py)"
+    for packet in FORWARD_PACKETS
+    if packet.startswith("quantized.")
 }
 
 
@@ -139,6 +148,22 @@ MODULE_CALLS: list[tuple[str, Callable[..., Any], tuple[Any, ...]]] = [
     ("threshold", lambda x: F.threshold(x, 0.5, 0.0), (_x(),)),
     ("threshold_", lambda x: F.threshold(x.clone(), 0.5, 0.0, inplace=True), (_x(),)),
     ("max_pool1d_idx", lambda x: F.max_pool1d(x, 2, return_indices=True)[0], (torch.rand(2, 3, 8),)),
+    ("grid_sample", lambda x, g: F.grid_sample(x, g, align_corners=False), (_x(), torch.rand(2, 4, 5, 2))),
+    ("grid_sample_3d", lambda x, g: F.grid_sample(x, g, align_corners=False), (
+        torch.rand(1, 2, 4, 4, 4), torch.rand(1, 2, 3, 3, 3),
+    )),
+    ("unfold", nn.Unfold(3), (_x(),)),
+    ("fold", nn.Fold((4, 4), 2, stride=2), (torch.rand(1, 12, 4),)),
+    ("max_unpool2d", lambda x: F.max_unpool2d(*F.max_pool2d(x, 2, return_indices=True), 2), (_x(),)),
+    ("max_unpool3d", lambda x: F.max_unpool3d(*F.max_pool3d(x, 2, return_indices=True), 2), (
+        torch.rand(1, 2, 4, 4, 4),
+    )),
+    ("topk", lambda x: x.topk(3)[0], (_x(),)),
+    ("unique_dim", lambda x: torch.unique(x > 0.5, dim=0), (torch.rand(6, 3),)),
+    ("quantize_per_tensor", lambda x: torch.quantize_per_tensor(x, 0.1, 0, torch.quint8).dequantize(), (_x(),)),
+    ("quantize_per_channel", lambda x: torch.quantize_per_channel(
+        x, torch.ones(3) * 0.1, torch.zeros(3, dtype=torch.long), 1, torch.quint8
+    ).dequantize(), (_x(),)),
     ("dot", torch.dot, (torch.rand(4), torch.rand(4))),
     ("norm_p", lambda x: torch.ops.aten.norm(x, 2), (_x(),)),
     ("safe_softmax", lambda x: torch.ops.aten._safe_softmax(x, -1), (_x(),)),

@@ -134,7 +134,8 @@ _UNARY = DEQUANTIZE_FLOPS_PER_ELEMENT + QUANTIZE_FLOPS_PER_ELEMENT  # 7: dequant
 
 
 def _binary(args: tuple[Any, ...], kwargs: Mapping[str, Any], out: Any, relu: int) -> OpFlops:
-    both = isinstance(args[0], torch.Tensor) and isinstance(args[1], torch.Tensor)
+    # a scalar operand (add_scalar, mul.Scalar; add_scalar.Tensor's 0-d tensor) is not dequantized
+    both = all(isinstance(a, torch.Tensor) and a.dim() > 0 for a in args[:2])
     constant = _BINARY if both else _UNARY + 1
     return OpFlops(vector=(constant + relu) * first_output_numel(out))
 

@@ -8,7 +8,8 @@ Per-element constants:
   (every channel of every location) the interpolation: bilinear 4 taps weighted and summed, ``4 + 3
   = 7`` (trilinear 8 taps: 15); nearest 0 (a read); bicubic 16 taps, ``16 + 15 = 31``. Bilinear
   tap weights are computed once per location, :data:`TAP_WEIGHT_FLOPS` = 6 (two fractions and
-  their complements, 2, and four products, 4); other modes' weights are not counted.
+  their complements, 2, and four products, 4), the same 6 for trilinear (mode 0 of
+  grid_sampler_3d); nearest and bicubic weights are not counted.
 - im2col: 0 (a copy of patches); col2im: 1 per element of its column input (overlapping patches
   are summed into the image); max_unpool: 0 (a scatter into a zeroed output).
 """

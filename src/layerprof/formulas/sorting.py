@@ -1,8 +1,10 @@
-"""Sorting and selection: sort, argsort, topk, as comparisons (1 FLOP each).
+"""Sorting and selection: sort, argsort, topk, unique, nonzero, as comparisons (1 FLOP each).
 
 - sort (and argsort, msort): ``n * ceil(log2 n)`` compares per slice of ``n`` elements along the
   sorted dimension (a comparison sort).
 - topk: ``n * ceil(log2(k + 1))`` compares per slice (a heap of ``k``; ``k = 1`` is a plain max, ``n``).
+- unique (sorted): ``n * ceil(log2 n) + n`` (a sort, then each element against its neighbour).
+- nonzero: ``n``, one compare with zero per element.
 """
 
 from __future__ import annotations
@@ -48,3 +50,16 @@ def topk(args: tuple[Any, ...], kwargs: Mapping[str, Any], out: Any) -> OpFlops:
     k = int(args[1])
     slices, n = _slices(args[0], _dim(args, kwargs, 2))
     return OpFlops(vector=slices * n * max(1, math.ceil(math.log2(k + 1))))
+
+
+@register(aten.nonzero, aten.argwhere)
+def nonzero(args: tuple[Any, ...], kwargs: Mapping[str, Any], out: Any) -> OpFlops:
+    """One compare with zero per input element (the indices written are data movement)."""
+    return OpFlops(vector=int(args[0].numel()))
+
+
+@register(aten._unique2, aten.unique_dim, aten.unique_consecutive, aten._unique)
+def unique(args: tuple[Any, ...], kwargs: Mapping[str, Any], out: Any) -> OpFlops:
+    """A sort (``n * ceil(log2 n)`` compares) and one compare per element with its neighbour."""
+    n = int(args[0].numel())
+    return OpFlops(vector=n * _log2(n) + n)
