@@ -6,7 +6,8 @@ them into ``aten.convolution``, ``aten.addmm`` and ``aten._native_batch_norm_leg
 is off. An op like that is counted through the ops it decomposes into: its CompositeImplicitAutograd
 kernel (``func.decompose``), or else torch's own table (``torch._decomp.decomposition_table``).
 
-The decomposition runs on meta stand-ins of the op's arguments (same shapes, strides and dtypes),
+The decomposition runs on meta stand-ins of the op's arguments (same shapes, strides and dtypes;
+float32 for a quantized tensor, which meta cannot hold),
 under a small dispatch mode that prices each inner op's FLOPs with the registry's formulas (and
 decomposes further an inner op that has none). Only FLOPs come from the inner ops: the op's bytes
 are those of the op itself, which the counter prices as for any op, so no byte is counted twice.
@@ -111,7 +112,9 @@ class _FlopsOnly(TorchDispatchMode):  # type: ignore[misc]
 
 def _stand_in(value: Any) -> Any:
     if isinstance(value, torch.Tensor):
-        return torch.empty_strided(value.shape, value.stride(), dtype=value.dtype, device="meta")
+        # meta has no quantized tensors: a float32 stand-in has the same shape (only FLOPs are read)
+        dtype = torch.float32 if value.is_quantized else value.dtype
+        return torch.empty_strided(value.shape, value.stride(), dtype=dtype, device="meta")
     if isinstance(value, (list, tuple)):
         return type(value)(_stand_in(v) for v in value)
     return value
