@@ -131,7 +131,9 @@ def more_structured(call: type, t: Callable[..., torch.Tensor]) -> dict[str, Cal
         ),
         # two quantized operands: dequantize both, the op, requantize = 2 + 2 + 1 + 5 = 10
         **{
-            f"quantized.{name}": (lambda op=op, c=c: call(op, (t(*X), t(*X), 0.1, 0), out=t(*X), vector=c * N_X))
+            f"quantized.{name}": (
+                lambda op=op, c=c: call(op, (t(*X), t(*X), 0.1, 0), out=t(*X), vector=c * N_X)
+            )
             for name, op, c in (
                 ("add", quantized.add.default, 10), ("add_relu", quantized.add_relu.default, 11),
                 ("mul", quantized.mul.default, 10), ("mul_relu", quantized.mul_relu.default, 11),
@@ -161,7 +163,9 @@ def more_structured(call: type, t: Callable[..., torch.Tensor]) -> dict[str, Cal
         **{f"quantized.{n}": per_output(getattr(quantized, n).default, 10) for n in (
             "batch_norm2d_relu", "batch_norm3d_relu",
         )},
-        **{f"quantized.{n}": per_output(getattr(quantized, n).default, 11) for n in ("sigmoid", "elu", "celu")},
+        **{f"quantized.{n}": per_output(getattr(quantized, n).default, 11) for n in (
+            "sigmoid", "elu", "celu",
+        )},
         "quantized.hardswish": per_output(quantized.hardswish.default, 12),
         # relu6 and threshold: two compares on the integers
         "quantized.relu6": per_output(quantized.relu6.default, 2),
@@ -197,7 +201,9 @@ def more_structured(call: type, t: Callable[..., torch.Tensor]) -> dict[str, Cal
             aten.grid_sampler_3d.default, (t(1, 2, 4, 4, 4), t(1, 2, 3, 3, 3), 0, 0, False),
             out=t(1, 2, 2, 3, 3), vector=(2 * 3 + 6) * 18 + 15 * 2 * 18,
         ),
-        "im2col": lambda: call(aten.im2col.default, (t(1, 3, 8, 8), [3, 3], [1, 1], [0, 0], [1, 1]), vector=0),
+        "im2col": lambda: call(
+            aten.im2col.default, (t(1, 3, 8, 8), [3, 3], [1, 1], [0, 0], [1, 1]), vector=0
+        ),
         # col2im sums each of the 12 x 4 column elements into the image once (4 blocks of 2x2 on 4x4)
         "col2im": lambda: call(
             aten.col2im.default, (t(1, 12, 4), [4, 4], [2, 2], [1, 1], [0, 0], [2, 2]), vector=12 * 4
@@ -213,7 +219,9 @@ def more_structured(call: type, t: Callable[..., torch.Tensor]) -> dict[str, Cal
         ),
         # sort: 64 slices of 8, 8 * ceil(log2 8) = 24 compares each; topk 3: 8 * ceil(log2 4) = 16
         "sort": lambda: call(aten.sort.default, (t(*X), -1, False), out=(t(*X), t(*X)), vector=64 * 8 * 3),
-        "topk": lambda: call(aten.topk.default, (t(*X), 3), out=(t(2, 4, 8, 3), t(2, 4, 8, 3)), vector=64 * 8 * 2),
+        "topk": lambda: call(
+            aten.topk.default, (t(*X), 3), out=(t(2, 4, 8, 3), t(2, 4, 8, 3)), vector=64 * 8 * 2
+        ),
         # nonzero: a compare per element; unique: a sort of 512 (9 compares each) and a neighbour compare
         "nonzero": lambda: call(aten.nonzero.default, (t(*X),), out=t(10, 4, dtype=torch.long), vector=N_X),
         "argwhere": lambda: call(aten.argwhere.default, (t(*X),), out=t(10, 4, dtype=torch.long), vector=N_X),

@@ -160,7 +160,9 @@ MODULE_CALLS: list[tuple[str, Callable[..., Any], tuple[Any, ...]]] = [
     )),
     ("topk", lambda x: x.topk(3)[0], (_x(),)),
     ("unique_dim", lambda x: torch.unique(x > 0.5, dim=0), (torch.rand(6, 3),)),
-    ("quantize_per_tensor", lambda x: torch.quantize_per_tensor(x, 0.1, 0, torch.quint8).dequantize(), (_x(),)),
+    ("quantize_per_tensor", lambda x: torch.quantize_per_tensor(
+        x, 0.1, 0, torch.quint8
+    ).dequantize(), (_x(),)),
     ("quantize_per_channel", lambda x: torch.quantize_per_channel(
         x, torch.ones(3) * 0.1, torch.zeros(3, dtype=torch.long), 1, torch.quint8
     ).dequantize(), (_x(),)),
@@ -259,7 +261,9 @@ def _name_calls(packet: str) -> list[tuple[str, Callable[..., Any], tuple[Any, .
         # (grad, input, ...) for the activation backward ops: threshold, hardtanh's bounds, a slope
         for extra in ((), ("y",), (2.0,), ("y", "y"), ("y", 0.5), ("y", 0.0, 1.0), ("y", 0.01, False)):
 
-            def call(x: torch.Tensor, y: torch.Tensor, fn: Any = fn, extra: Any = extra) -> Any:
+            def call(
+                x: torch.Tensor, y: torch.Tensor, fn: Any = fn, extra: Any = extra, inplace: bool = inplace
+            ) -> Any:
                 rest = [y if e == "y" else e for e in extra]
                 return fn(x.clone() if inplace else x, *rest)
 
@@ -316,7 +320,9 @@ class Call(nn.Module):
         return self.fn(*inputs)
 
 
-def _counts(fn: Callable[..., Any], inputs: tuple[Any, ...], context: Any) -> tuple[int, int, Mapping[str, int]]:
+def _counts(
+    fn: Callable[..., Any], inputs: tuple[Any, ...], context: Any
+) -> tuple[int, int, Mapping[str, int]]:
     with warnings.catch_warnings(), context:
         warnings.simplefilter("ignore")
         report = layerprof.analyze(Call(fn), inputs)
@@ -341,7 +347,9 @@ def test_a_forward_formula_counts_the_same_under_inference_mode(packet: str) -> 
 
 
 def _rows(report: Any) -> list[tuple[Any, ...]]:
-    return [(r.name, r.kind, r.flops, r.matrix_flops, r.params, r.dtype, r.output_shapes) for r in report.layers]
+    return [
+        (r.name, r.kind, r.flops, r.matrix_flops, r.params, r.dtype, r.output_shapes) for r in report.layers
+    ]
 
 
 def test_resnet18_under_inference_mode_equals_no_grad_row_by_row() -> None:

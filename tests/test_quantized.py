@@ -57,7 +57,10 @@ def test_an_int8_resnet18_counts_the_float_models_matrix_work_and_parameters() -
 
     assert report.unsupported == {}
     assert report.total.matrix_flops == reference.total.matrix_flops
-    assert round(report.total.matrix_flops / 2 / 1e9, 3) == get_model_weights("quantized_resnet18").DEFAULT.meta["_ops"]
+    assert (
+        round(report.total.matrix_flops / 2 / 1e9, 3)
+        == get_model_weights("quantized_resnet18").DEFAULT.meta["_ops"]
+    )
     fused_params = sum(p.numel() for p in fused.parameters())
     assert report.total.params == fused_params
     assert report.parameters is not None

@@ -30,6 +30,7 @@ _EXPORTS: dict[str, str] = {
     "Report": "layerprof.report.facade",
     "RankTimes": "layerprof.report.facade",
     "AllreduceTime": "layerprof.report.facade",
+    "ParameterCounts": "layerprof.walk.params",
     "RankGather": "layerprof.distributed.gather",
     "GatherError": "layerprof.distributed.gather",
     "LayerRow": "layerprof.core.records",
@@ -84,6 +85,7 @@ __all__ = [
     "LayerprofError",
     "LinkSpec",
     "ModelLoadError",
+    "ParameterCounts",
     "Profiler",
     "RankGather",
     "RankTimes",
@@ -156,3 +158,4 @@ if TYPE_CHECKING:
     from layerprof.models.demonet import DemoNet, demo_model
     from layerprof.report.crosscheck import Crosscheck, Disagreement
     from layerprof.report.facade import AllreduceTime, RankTimes, Report
+    from layerprof.walk.params import ParameterCounts

@@ -39,4 +39,15 @@ def formula_of(op: OpOverload) -> Formula | None:
     formula = FORMULAS.get(op)
     return formula if formula is not None else NAMED_FORMULAS.get(str(op.overloadpacket))
 
-__all__ = ["FORMULAS", "NAMED_FORMULAS", "formula_of", "WRITE_ONLY_DESTINATION", "Formula", "OpFlops", "conv_flops", "conv_macs", "is_free"]
+
+__all__ = [
+    "FORMULAS",
+    "NAMED_FORMULAS",
+    "WRITE_ONLY_DESTINATION",
+    "Formula",
+    "OpFlops",
+    "conv_flops",
+    "conv_macs",
+    "formula_of",
+    "is_free",
+]

@@ -50,6 +50,15 @@ def unpacked(packed: Any) -> tuple[torch.Tensor, torch.Tensor | None]:
     return weight, bias
 
 
+def packed_tensors(value: object) -> list[torch.Tensor]:
+    """The tensors a packed quantized weight (a script object with ``unpack``) holds: its weight and
+    bias; none for any other value."""
+    packed: Any = value
+    if not isinstance(value, torch.ScriptObject) or not packed._has_method("unpack"):
+        return []
+    return [t for t in packed.unpack() if isinstance(t, torch.Tensor)]
+
+
 def _conv(args: tuple[Any, ...], out: Any, packed: Any, relu: bool) -> OpFlops:
     x = args[0]
     weight, bias = unpacked(packed)
@@ -177,7 +186,9 @@ REGISTRY.add_all(_quantized_ops("add", "mul", "add_scalar", "mul_scalar"), binar
 REGISTRY.add_all(_quantized_ops("add_relu", "mul_relu", "add_scalar_relu", "mul_scalar_relu"), binary_relu)
 for _constant, _names in PER_OUTPUT:
     REGISTRY.add_all(_quantized_ops(*_names), _per_output(_constant))
-REGISTRY.add_all([aten.quantize_per_tensor, aten.quantize_per_channel], _per_output(QUANTIZE_FLOPS_PER_ELEMENT))
+REGISTRY.add_all(
+    [aten.quantize_per_tensor, aten.quantize_per_channel], _per_output(QUANTIZE_FLOPS_PER_ELEMENT)
+)
 REGISTRY.add_all([aten.dequantize], _per_output(DEQUANTIZE_FLOPS_PER_ELEMENT))
 
 
@@ -186,4 +197,6 @@ def matmul(args: tuple[Any, ...], kwargs: Mapping[str, Any], out: Any) -> OpFlop
     a, b = args[0], args[1]
     m, k, n = int(a.shape[-2]), int(a.shape[-1]), int(b.shape[-1])
     batch = numel(out.shape[:-2])
-    return OpFlops(matrix=matmul_flops(m, n, k, batch=batch), vector=QUANTIZE_FLOPS_PER_ELEMENT * int(out.numel()))
+    return OpFlops(
+        matrix=matmul_flops(m, n, k, batch=batch), vector=QUANTIZE_FLOPS_PER_ELEMENT * int(out.numel())
+    )

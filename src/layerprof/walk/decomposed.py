@@ -29,7 +29,7 @@ from torch.utils._python_dispatch import TorchDispatchMode, _disable_current_mod
 from layerprof.formulas import OpFlops, formula_of, is_free
 from layerprof.formulas.complex import complex_flops, computes_on_complex
 
-__all__ = ["DecomposedCost", "decomposition", "decomposed_flops"]
+__all__ = ["DecomposedCost", "decomposed_flops", "decomposition"]
 
 Decomposition = Callable[..., Any]
 
@@ -64,7 +64,7 @@ def decomposition(func: OpOverload) -> Decomposition | None:
     if func in _HAS_CIA:
         return _HAS_CIA[func]
     found: Decomposition | None = None
-    if torch._C._dispatch_has_kernel_for_dispatch_key(func.name(), "CompositeImplicitAutograd"):
+    if torch._C._dispatch_has_kernel_for_dispatch_key(func._name, "CompositeImplicitAutograd"):
         found = func.decompose
     else:
         from torch._decomp import decomposition_table
@@ -74,11 +74,11 @@ def decomposition(func: OpOverload) -> Decomposition | None:
     return found
 
 
-class _FlopsOnly(TorchDispatchMode):  # type: ignore[misc]
+class _FlopsOnly(TorchDispatchMode):  # type: ignore[no-untyped-call]
     """Runs the inner ops of a decomposition on meta and adds up their FLOPs (bytes are not its job)."""
 
     def __init__(self, cost: DecomposedCost) -> None:
-        super().__init__()
+        super().__init__()  # type: ignore[no-untyped-call]
         self.cost = cost
 
     def __torch_dispatch__(
@@ -136,7 +136,8 @@ _CACHE_LIMIT = 4096
 def decomposed_flops(
     op: str, run: Decomposition, args: tuple[Any, ...], kwargs: Mapping[str, Any]
 ) -> DecomposedCost | None:
-    """The FLOPs of ``run(*args, **kwargs)``, the decomposition of the op named ``op``, counted on meta stand-ins;
+    """The FLOPs of ``run(*args, **kwargs)``, the decomposition of the op named ``op``, counted on
+    meta stand-ins;
     None when the decomposition cannot run on them (it reads data) or declines (``NotImplemented``)."""
     try:
         key: Any = (op, _key_of(args), _key_of(tuple(sorted(kwargs.items()))))

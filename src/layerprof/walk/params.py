@@ -14,12 +14,12 @@ from dataclasses import dataclass, replace
 from types import MappingProxyType
 from typing import Any
 
-import torch
 from torch import nn
 
 from layerprof.core import rownames
 from layerprof.core.records import LayerRow
 from layerprof.core.units import si
+from layerprof.formulas.quantized import packed_tensors
 from layerprof.walk.tensors import iter_tensors
 
 
@@ -38,20 +38,12 @@ def module_params(module: nn.Module) -> int:
     return sum(p.numel() for p in module.parameters()) + packed_params(module)
 
 
-def packed_tensors(module: nn.Module) -> list[torch.Tensor]:
-    """The weight and bias packed in the quantized modules of ``module``'s tree (a quantized conv's or
-    linear's ``_packed_params``, which are no ``nn.Parameter``)."""
-    tensors: list[torch.Tensor] = []
-    for sub in module.modules():
-        packed = getattr(sub, "_packed_params", None)
-        if isinstance(packed, torch.ScriptObject) and packed._has_method("unpack"):
-            tensors.extend(t for t in packed.unpack() if isinstance(t, torch.Tensor))
-    return tensors
-
-
 def packed_params(module: nn.Module) -> int:
-    """Elements of the packed quantized weights and biases in ``module``'s tree."""
-    return sum(t.numel() for t in packed_tensors(module))
+    """Elements of the weights and biases packed in the quantized modules of ``module``'s tree (a
+    quantized conv's or linear's ``_packed_params``, which are no ``nn.Parameter``)."""
+    return sum(
+        t.numel() for sub in module.modules() for t in packed_tensors(getattr(sub, "_packed_params", None))
+    )
 
 
 class ContainerReads:
@@ -123,7 +115,9 @@ class ParameterCounts:
         line = f"params: {si(self.total)} ({si(self.trainable)} trainable, {si(self.frozen)} frozen)"
         if self.unused_total:
             named = ", ".join(f"{name} {si(count)}" for name, count in self.unused.items())
-            line += f"; {si(self.unused_total)} in modules that did not run" + (f" ({named})" if named else "")
+            line += f"; {si(self.unused_total)} in modules that did not run" + (
+                f" ({named})" if named else ""
+            )
         return line
 
 

@@ -5,7 +5,8 @@ own element size. Formulas give FLOPs for real operands; a call on complex tenso
 real FLOPs here, in one place (:mod:`layerprof.formulas.complex`). An op without a formula that has a
 decomposition (a composite under ``inference_mode``) gets the FLOPs of the ops it decomposes into and
 its own bytes (:mod:`layerprof.walk.decomposed`). Ops with neither, and complex calls without a rule,
-keep their bytes and are named in ``OpCost.unsupported`` (the collector lists them). A formula or byte count that raises is a bug in layerprof, not in the model: it comes
+keep their bytes and are named in ``OpCost.unsupported`` (the collector lists them). A formula or
+byte count that raises is a bug in layerprof, not in the model: it comes
 out as a :class:`~layerprof.errors.FormulaError` naming the op and the formula, never as the user's
 layer failing.
 """
@@ -22,6 +23,7 @@ from torch._ops import OpOverload
 from layerprof.errors import FormulaError
 from layerprof.formulas import WRITE_ONLY_DESTINATION, Formula, formula_of, is_free
 from layerprof.formulas.complex import complex_flops, computes_on_complex
+from layerprof.formulas.quantized import packed_tensors
 from layerprof.walk.decomposed import Decomposition, decomposed_flops, decomposition
 
 
@@ -183,6 +185,4 @@ def add_bytes(values: Iterable[Any], seen: set[int]) -> int:
 def packed_bytes(value: torch.ScriptObject) -> int:
     """Bytes of a packed quantized weight (a quantized conv's or linear's weight and bias): the op
     reads them though no tensor argument holds them; 0 for other script objects."""
-    if not value._has_method("unpack"):
-        return 0
-    return sum(t.numel() * t.element_size() for t in value.unpack() if isinstance(t, torch.Tensor))
+    return sum(t.numel() * t.element_size() for t in packed_tensors(value))
