@@ -9,6 +9,7 @@ constants.
 
 from __future__ import annotations
 
+import copy
 import warnings
 from collections.abc import Iterator
 
@@ -39,12 +40,11 @@ def quantize(name: str, size: int = 224) -> tuple[nn.Module, nn.Module]:
     """(the fused float model, its int8 conversion): fuse, prepare, calibrate on a random batch, convert."""
     float_model = torchvision.models.get_model(name, weights=None, quantize=False).eval()
     float_model.fuse_model(is_qat=False)  # type: ignore[operator]
-    fused = torchvision.models.get_model(name, weights=None, quantize=False).eval()
-    fused.fuse_model(is_qat=False)  # type: ignore[operator]
+    fused = copy.deepcopy(float_model)
     float_model.qconfig = torch.ao.quantization.get_default_qconfig("fbgemm")
     torch.ao.quantization.prepare(float_model, inplace=True)
     with torch.no_grad():
-        float_model(torch.randn(2, 3, size, size))
+        float_model(torch.randn(1, 3, size, size))
     torch.ao.quantization.convert(float_model, inplace=True)
     return fused, float_model
 
