@@ -36,11 +36,13 @@ def test_total_trainable_and_frozen_are_the_numel_sums_split_by_requires_grad(na
     assert any(line.startswith("params: ") and "frozen" in line for line in footer)
 
 
-def test_a_shared_parameter_counts_once() -> None:
+def test_a_shared_parameter_counts_once_and_a_plain_model_has_no_footer_line() -> None:
     linear = nn.Linear(4, 4)
     model = nn.Sequential(linear, nn.ReLU(), linear)
     report = layerprof.analyze(model, input_size=(2, 4))
     assert report.parameters is not None and report.parameters.total == 4 * 4 + 4
+    # all trainable, all used: the total row's params say it all
+    assert not any(line.startswith("params: ") for line in str(report).splitlines())
 
 
 @pytest.mark.parametrize(

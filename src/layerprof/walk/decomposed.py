@@ -125,8 +125,13 @@ def _key_of(value: Any) -> Any:
         return ("T", tuple(value.shape), tuple(value.stride()), value.dtype)
     if isinstance(value, (list, tuple)):
         return tuple(_key_of(v) for v in value)
-    hash(value)  # an unhashable argument: no cache for this call (TypeError)
-    return (type(value), value)
+    if value is None or isinstance(value, _PLAIN):
+        return (type(value), value)
+    # anything else (an object the cache would keep alive): no cache for this call
+    raise TypeError(f"not a cache key: {type(value).__name__}")
+
+
+_PLAIN = (bool, int, float, complex, str, torch.dtype, torch.device, torch.layout, torch.memory_format)
 
 
 _CACHE: dict[Any, DecomposedCost | None] = {}
