@@ -222,6 +222,15 @@ def more_structured(call: type, t: Callable[..., torch.Tensor]) -> dict[str, Cal
         "topk": lambda: call(
             aten.topk.default, (t(*X), 3), out=(t(2, 4, 8, 3), t(2, 4, 8, 3)), vector=64 * 8 * 2
         ),
+        # scans: 1 per element (cumsum, cumprod), 3 for logcumsumexp
+        **{
+            name: (lambda op=op: call(op, (t(*X), 1), out=t(*X), vector=N_X))
+            for name, op in (
+                ("cumsum", aten.cumsum.default), ("cumsum_", aten.cumsum_.default),
+                ("cumprod", aten.cumprod.default), ("cumprod_", aten.cumprod_.default),
+            )
+        },
+        "logcumsumexp": lambda: call(aten.logcumsumexp.default, (t(*X), 1), out=t(*X), vector=3 * N_X),
         # nonzero: a compare per element; unique: a sort of 512 (9 compares each) and a neighbour compare
         "nonzero": lambda: call(aten.nonzero.default, (t(*X),), out=t(10, 4, dtype=torch.long), vector=N_X),
         "argwhere": lambda: call(aten.argwhere.default, (t(*X),), out=t(10, 4, dtype=torch.long), vector=N_X),

@@ -159,6 +159,11 @@ MODULE_CALLS: list[tuple[str, Callable[..., Any], tuple[Any, ...]]] = [
         torch.rand(1, 2, 4, 4, 4),
     )),
     ("topk", lambda x: x.topk(3)[0], (_x(),)),
+    ("cumsum", lambda x: x.cumsum(1), (_x(),)),
+    ("cumprod", lambda x: x.cumprod(1), (_x(),)),
+    ("logcumsumexp", lambda x: x.logcumsumexp(1), (_x(),)),
+    ("cumsum_", lambda x: x.clone().cumsum_(1), (_x(),)),
+    ("cumprod_", lambda x: x.clone().cumprod_(1), (_x(),)),
     ("unique_dim", lambda x: torch.unique(x > 0.5, dim=0), (torch.rand(6, 3),)),
     ("quantize_per_tensor", lambda x: torch.quantize_per_tensor(
         x, 0.1, 0, torch.quint8

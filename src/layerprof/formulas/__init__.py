@@ -22,6 +22,7 @@ from layerprof.formulas import (  # noqa: F401  (imported to register their form
     pooling,
     quantized,
     sampling,
+    scan,
     softmax,
     sorting,
 )
