@@ -26,6 +26,7 @@ from torch import nn
 from torch._ops import OpOverload, OpOverloadPacket
 
 import layerprof
+from formula_cases_more import more_structured
 from layerprof.formulas import FORMULAS, Formula, OpFlops
 from layerprof.formulas.registry import Registry
 
@@ -218,7 +219,7 @@ def _structured() -> dict[str, Callable[[], Call]]:
             aten._fused_rms_norm.default,
             (t(2, 5, 8), [8], t(8), 1e-5),
             out=(t(2, 5, 8), t(2, 5, 1)),
-            vector=(3 + 1) * 2 * 5 * 8,
+            vector=(3 + 1) * 2 * 5 * 8 + 2 * 2 * 5,  # and eps add + rsqrt per normalized row
         ),
         "native_dropout": lambda: Call(aten.native_dropout.default, (t(*X), 0.5, True), vector=3 * N_X),
         # -- pooling: K - 1 per max window, K per average window; the kernel is reported --------------
@@ -652,7 +653,7 @@ def _sdpa_out(name: str) -> tuple[torch.Tensor, ...]:
     return (t(B, H, L, EV), t(B, H, L))
 
 
-STRUCTURED = _structured()
+STRUCTURED = {**_structured(), **more_structured(Call, t)}  # more: tests/formula_cases_more.py
 
 
 # Ops whose every tensor argument can be the activation X (N_X = 2 * 4 * 8 * 8 = 512 elements), called
@@ -739,6 +740,8 @@ def _cases() -> list[Case]:
             overload = _pick(ops)
             # A packet whose overloads have different formulas gets a case per formula.
             name = packet.__name__ if len(formulas) == 1 else f"{packet.__name__}.{overload._overloadname}"
+            namespace = packet._qualified_op_name.partition("::")[0]
+            name = name if namespace == "aten" else f"{namespace}.{name}"  # quantized.add beside aten.add
             cases.append(Case(name, packet, formula, overload))
     return cases
 
@@ -887,7 +890,7 @@ NORM_VARIANTS = [
     ),
     # RMS norm: mean of squares (2), multiply by 1/rms (1), and 1 more with a weight.
     pytest.param(
-        aten._fused_rms_norm.default, (t(2, 5, 8), [8], None, 1e-5), OpFlops(vector=3 * 2 * 5 * 8),
+        aten._fused_rms_norm.default, (t(2, 5, 8), [8], None, 1e-5), OpFlops(vector=3 * 2 * 5 * 8 + 2 * 10),
         id="rms_norm-no-weight",
     ),
     # Batch norm in inference folds statistics and affine into one scale and shift: 2 per element, and

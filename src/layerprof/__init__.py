@@ -30,6 +30,7 @@ _EXPORTS: dict[str, str] = {
     "Report": "layerprof.report.facade",
     "RankTimes": "layerprof.report.facade",
     "AllreduceTime": "layerprof.report.facade",
+    "ParameterCounts": "layerprof.walk.params",
     "RankGather": "layerprof.distributed.gather",
     "GatherError": "layerprof.distributed.gather",
     "LayerRow": "layerprof.core.records",
@@ -89,6 +90,7 @@ __all__ = [
     "MemoryReport",
     "MemorySnapshot",
     "ModelLoadError",
+    "ParameterCounts",
     "Profiler",
     "RankGather",
     "RankTimes",
@@ -164,3 +166,4 @@ if TYPE_CHECKING:
     from layerprof.report.crosscheck import Crosscheck, Disagreement
     from layerprof.report.facade import AllreduceTime, RankTimes, Report
     from layerprof.report.memory import MemoryReport, MemorySnapshot
+    from layerprof.walk.params import ParameterCounts

@@ -4,6 +4,9 @@ Matrix FLOPs are the two products, ``2*B*H*L*S*E`` for Q K^T and ``2*B*H*L*S*Ev`
 masks are not discounted, as in ``torch.utils.flop_counter``). Vector FLOPs are the scaling (1) and
 the softmax (:data:`~layerprof.formulas.softmax.SOFTMAX_FLOPS_PER_ELEMENT`) per score. When SDPA runs
 its math fallback instead, the same work arrives as bmm + softmax ops and is counted by those formulas.
+``aten.scaled_dot_product_attention`` itself (it reaches the dispatcher whole under
+``inference_mode``) is priced as the fused kernels: its composite picks a kernel by device, and a
+count must not depend on where it is counted (on meta the composite would pick the math path).
 """
 
 from __future__ import annotations
@@ -39,6 +42,7 @@ def _heads_first(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> OpFlops:
 
 
 @register(
+    aten.scaled_dot_product_attention,
     aten._scaled_dot_product_flash_attention,
     aten._scaled_dot_product_flash_attention_for_cpu,
     aten._scaled_dot_product_efficient_attention,

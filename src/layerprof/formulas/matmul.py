@@ -2,6 +2,8 @@
 
 ``2 * M * N * K`` matrix FLOPs per product (one multiply and one add per MAC). The bias of addmm and
 baddbmm adds ``M * N`` vector FLOPs per matrix, as docs/design.md says of bias adds.
+``_scaled_mm`` (float8 inputs, priced at the float8 peaks) is the same product, plus 1 vector FLOP per
+output element for the scales (one multiply by ``scale_a * scale_b``) and 1 for a bias.
 """
 
 from __future__ import annotations
@@ -62,3 +64,11 @@ def mv(args: tuple[Any, ...], kwargs: Mapping[str, Any], out: Any) -> OpFlops:
 def dot(args: tuple[Any, ...], kwargs: Mapping[str, Any], out: Any) -> OpFlops:
     (n,) = args[0].shape
     return OpFlops(matrix=matmul_flops(1, 1, n))
+
+
+@register(aten._scaled_mm)
+def scaled_mm(args: tuple[Any, ...], kwargs: Mapping[str, Any], out: Any) -> OpFlops:
+    # _scaled_mm(self, mat2, scale_a, scale_b, bias=None, scale_result=None, out_dtype=None, ...)
+    (m, k), (_, n) = args[0].shape, args[1].shape
+    bias = args[4] if len(args) > 4 else kwargs.get("bias")
+    return OpFlops(matrix=matmul_flops(m, n, k), vector=m * n * (2 if isinstance(bias, torch.Tensor) else 1))

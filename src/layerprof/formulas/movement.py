@@ -54,6 +54,7 @@ FREE_OPS: frozenset[OpOverload] = frozenset(
         aten.resize_,
         aten.set_,
         aten._local_scalar_dense,  # .item(): one element to the host
+        aten.item,  # the same, as inference_mode dispatches it (undecomposed)
     )
     for overload in overload_names(packet)
 )

@@ -15,7 +15,7 @@ from typing import Any
 
 import torch
 
-from layerprof.formulas.registry import OpFlops, register
+from layerprof.formulas.registry import OpFlops, numel, register
 
 aten = torch.ops.aten
 
@@ -92,8 +92,12 @@ def group_norm(args: tuple[Any, ...], kwargs: Mapping[str, Any], out: Any) -> Op
     return OpFlops(vector=norm_flops(int(args[0].numel()), computes_stats=True, affine=affine))
 
 
-@register(aten._fused_rms_norm)
+@register(aten._fused_rms_norm, aten.rms_norm)
 def rms_norm(args: tuple[Any, ...], kwargs: Mapping[str, Any], out: Any) -> OpFlops:
-    # mean of squares (2), multiply by 1/rms (1), scale (1 with a weight).
+    """Per element: mean of squares (2), multiply by 1/rms (1), scale (1 with a weight); per
+    normalized row: add eps and rsqrt (2), as the ops torch's CPU decomposition runs. ``aten.rms_norm``
+    has its own entry because its composite picks the fused kernel on some devices only."""
     affine = len(args) > 2 and isinstance(args[2], torch.Tensor)
-    return OpFlops(vector=(3 + (1 if affine else 0)) * int(args[0].numel()))
+    elements = int(args[0].numel())
+    rows = elements // max(1, numel(args[1]))
+    return OpFlops(vector=(3 + (1 if affine else 0)) * elements + 2 * rows)

@@ -21,6 +21,7 @@ from layerprof.report.memory import memory_reports
 from layerprof.roofline.verdicts import judge
 from layerprof.walk.inputs import InputSpec
 from layerprof.walk.memory_run import FootprintRun
+from layerprof.walk.params import parameter_counts
 
 
 def build_report(
@@ -55,6 +56,7 @@ def build_report(
         timed_on=timed_on,
         memory=first,
         memory_by_target=MappingProxyType(by_target),
+        parameters=parameter_counts(model, judged),
         _model=weakref.ref(model),
     )
 

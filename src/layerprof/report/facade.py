@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 from layerprof.core.records import LayerRow, Phase
 from layerprof.report import export, frame, render, titles
 from layerprof.walk.inputs import InputSpec
+from layerprof.walk.params import ParameterCounts
 
 if TYPE_CHECKING:
     from torch import nn
@@ -94,6 +95,8 @@ class Report:
     memory: MemoryReport | None = None
     #: The same per target: a GPU target rounds as the CUDA caching allocator does.
     memory_by_target: Mapping[str, MemoryReport] = field(default_factory=lambda: MappingProxyType({}))
+    #: Total, trainable and frozen parameters, and those of modules that never ran (None when unknown).
+    parameters: ParameterCounts | None = None
     _model: weakref.ReferenceType[nn.Module] | None = field(default=None, repr=False, compare=False)
 
     @property

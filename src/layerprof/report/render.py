@@ -283,7 +283,8 @@ def _marks(report: Report, rows: list[LayerRow], cols: Columns) -> list[str]:
 
 
 def _footer(report: Report) -> list[str]:
-    lines = []
+    counts = report.parameters  # a line only when some are frozen or unused: the totals show the rest
+    lines = [counts.summary()] if counts is not None and (counts.frozen or counts.unused_total) else []
     for target in report.targets:
         verdict = report.total.roofline.get(target.name)
         if verdict is not None:

@@ -2,9 +2,11 @@
 
 Bytes follow DESIGN.md: each distinct tensor an op reads plus each tensor it writes, at the tensor's
 own element size. Formulas give FLOPs for real operands; a call on complex tensors has them scaled to
-real FLOPs here, in one place (:mod:`layerprof.formulas.complex`). Ops without a formula, and complex
-calls without a rule, keep their bytes and are named in ``OpCost.unsupported`` (the collector lists
-them). A formula or byte count that raises is a bug in layerprof, not in the model: it comes
+real FLOPs here, in one place (:mod:`layerprof.formulas.complex`). An op without a formula that has a
+decomposition (a composite under ``inference_mode``) gets the FLOPs of the ops it decomposes into and
+its own bytes (:mod:`layerprof.walk.decomposed`). Ops with neither, and complex calls without a rule,
+keep their bytes and are named in ``OpCost.unsupported`` (the collector lists them). A formula or
+byte count that raises is a bug in layerprof, not in the model: it comes
 out as a :class:`~layerprof.errors.FormulaError` naming the op and the formula, never as the user's
 layer failing.
 """
@@ -19,8 +21,10 @@ import torch
 from torch._ops import OpOverload
 
 from layerprof.errors import FormulaError
-from layerprof.formulas import FORMULAS, WRITE_ONLY_DESTINATION, Formula, is_free
+from layerprof.formulas import WRITE_ONLY_DESTINATION, Formula, formula_of, is_free
 from layerprof.formulas.complex import complex_flops, computes_on_complex
+from layerprof.formulas.quantized import packed_tensors
+from layerprof.walk.decomposed import Decomposition, decomposed_flops, decomposition
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,6 +38,7 @@ class OpInfo:
     out_args: frozenset[str]
     write_only_destination: int | None  # the position of an argument written but not read
     op: str  # the overload's full name (aten.convolution.default), for error messages
+    decomposition: Decomposition | None = None  # for an op without a formula: what it decomposes into
 
 
 class OpCost(NamedTuple):
@@ -49,14 +54,16 @@ class OpCost(NamedTuple):
 
 def describe(func: OpOverload) -> OpInfo:
     schema = func._schema
+    free, formula = is_free(func), formula_of(func)
     return OpInfo(
-        free=is_free(func),
-        formula=FORMULAS.get(func),
+        free=free,
+        formula=formula,
         name=func.overloadpacket.__name__.rstrip("_") or func.overloadpacket.__name__,
         packet=str(func.overloadpacket),
         out_args=frozenset(a.name for a in schema.arguments if a.is_out),
         write_only_destination=WRITE_ONLY_DESTINATION.get(func),
         op=str(func),
+        decomposition=decomposition(func) if formula is None and not free else None,
     )
 
 
@@ -89,6 +96,15 @@ def price(info: OpInfo, args: tuple[Any, ...], kwargs: Mapping[str, Any], out: A
         flops = matrix = 0
         kernel_size = None
         unsupported = info.packet
+        if info.decomposition is not None:
+            try:
+                inner = decomposed_flops(info.op, info.decomposition, args, kwargs)
+            except Exception as error:
+                raise counting_error(info.op, None, "counting the decomposition", error) from error
+            if inner is not None:
+                flops, matrix, kernel_size = inner.matrix + inner.vector, inner.matrix, inner.kernel_size
+                missing = ", ".join(sorted(inner.missing))
+                unsupported = f"{info.packet} (via {missing})" if missing else None
     else:
         try:
             cost = info.formula(args, kwargs, out)
@@ -160,4 +176,13 @@ def add_bytes(values: Iterable[Any], seen: set[int]) -> int:
                 total += elements * value.element_size()
         elif isinstance(value, (list, tuple)):
             total += add_bytes(value, seen)
+        elif isinstance(value, torch.ScriptObject) and id(value) not in seen:
+            seen.add(id(value))
+            total += packed_bytes(value)
     return total
+
+
+def packed_bytes(value: torch.ScriptObject) -> int:
+    """Bytes of a packed quantized weight (a quantized conv's or linear's weight and bias): the op
+    reads them though no tensor argument holds them; 0 for other script objects."""
+    return sum(t.numel() * t.element_size() for t in packed_tensors(value))

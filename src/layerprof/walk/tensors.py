@@ -32,8 +32,11 @@ def shapes_of(values: Iterable[Any]) -> Shapes:
 
 
 def floating_dtype(args: tuple[Any, ...]) -> str | None:
-    """The dtype a row computes in: its first floating or complex input's (int64 counters do not count)."""
+    """The dtype a row computes in: its first floating, complex or quantized input's (int64 counters do
+    not count); a quantized tensor (quint8, qint8) computes in ``int8``."""
     for tensor in iter_tensors(args):
+        if tensor.is_quantized:
+            return "int8" if tensor.element_size() == 1 else str(tensor.dtype).removeprefix("torch.")
         if tensor.is_floating_point() or tensor.is_complex():
             return str(tensor.dtype).removeprefix("torch.")
     return None
