@@ -45,7 +45,8 @@ SORT_KEYS = {
 
 CONVENTION = (
     "FLOP = one multiply or one add (1 MAC = 2 FLOPs). Bytes = tensors each op reads + writes, "
-    "at their own dtype: compulsory DRAM traffic per kernel (a lower bound). Intensity = FLOPs / bytes. "
+    "at their own dtype: each kernel's compulsory traffic; bound names the level that serves it "
+    "(memory(DRAM), memory(L2)) or overhead (the launch floor). Intensity = FLOPs / bytes. "
     "MACs = matrix FLOPs / 2, the figure torchvision and fvcore give."
 )
 #: After a time a glue row shares with its container (its container's self time, split).
