@@ -235,7 +235,7 @@ def _plain_mm_flops_per_s() -> float:
     best = 0.0
     for n in (512, 1024):
         a, b = torch.randn(n, n), torch.randn(n, n)
-        best = max(best, 2 * n**3 / _best_seconds(lambda: torch.mm(a, b), 20))
+        best = max(best, 2 * n**3 / _best_seconds(lambda a=a, b=b: torch.mm(a, b), 20))
     return best
 
 
