@@ -54,12 +54,13 @@ def _is_auto(target: str) -> bool:
 def _measured_auto(threads: int) -> DeviceSpec:
     """``auto``, measured with the demo's thread count (read from the cache when it is there), showing
     the first measurement's progress on stderr."""
-    from layerprof.cli.measure_cmd import StderrProgress
+    from layerprof.cli.measure_cmd import StderrProgress, quiet_unsteady_warning
     from layerprof.hardware.measure import measure_device
 
     progress = StderrProgress(prefix="layerprof demo: measuring this machine")
     try:
-        return measure_device(threads=threads, progress=progress)
+        with quiet_unsteady_warning():
+            return measure_device(threads=threads, progress=progress)
     finally:
         progress.close()
 

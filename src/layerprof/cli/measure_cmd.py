@@ -9,7 +9,10 @@ shows its progress on stderr: a bar on a terminal, one line per step otherwise.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
+import warnings
+from collections.abc import Iterator
 from typing import Any, TextIO
 
 from tabulate import tabulate
@@ -17,7 +20,7 @@ from tabulate import tabulate
 from layerprof.cli.progress import Progress
 from layerprof.hardware.specs import DeviceSpec
 
-__all__ = ["StderrProgress", "add_parser", "measure_report", "run", "threads_type"]
+__all__ = ["StderrProgress", "add_parser", "measure_report", "quiet_unsteady_warning", "run", "threads_type"]
 
 
 def threads_type(text: str) -> int:
@@ -85,6 +88,17 @@ class StderrProgress:
             self._bar = None
 
 
+@contextlib.contextmanager
+def quiet_unsteady_warning() -> Iterator[None]:
+    """The CLI says an unsteady result is not cached in its output (and the library's log line on
+    stderr says why): the Python warning would say it a third time, pointing at CLI code."""
+    from layerprof.hardware.steadiness import UnsteadyMeasurementWarning
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UnsteadyMeasurementWarning)
+        yield
+
+
 def _is_terminal(stream: TextIO) -> bool:
     try:
         return bool(stream.isatty())
@@ -97,14 +111,15 @@ def run(args: argparse.Namespace) -> int:
 
     progress = StderrProgress(enabled=not args.quiet)
     try:
-        spec = measure_device(
-            args.device,
-            cache=not args.no_cache,
-            quick=args.quick,
-            threads=args.threads,
-            refresh=args.refresh,
-            progress=progress,
-        )
+        with quiet_unsteady_warning():
+            spec = measure_device(
+                args.device,
+                cache=not args.no_cache,
+                quick=args.quick,
+                threads=args.threads,
+                refresh=args.refresh,
+                progress=progress,
+            )
     finally:
         progress.close()
     path = cache_path(args.device, quick=args.quick, threads=args.threads)
