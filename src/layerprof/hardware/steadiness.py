@@ -15,6 +15,7 @@ that one sample is long enough for the clock); a sample's time is per call.
 
 from __future__ import annotations
 
+import math
 import statistics
 import time
 from collections.abc import Callable
@@ -65,7 +66,8 @@ class Timing:
         """``best of 10 (2 rounds)``, with ``unsteady: median 31% above best`` when it is."""
         text = f"best of {self.samples}" + (f" ({self.rounds} rounds)" if self.rounds > 1 else "")
         if not self.steady:
-            text += f", UNSTEADY: median {self.spread:.0%} above best (threshold {UNSTEADY_SPREAD:.0%})"
+            above = math.ceil(round(self.spread * 100, 6))  # rounded up: 15.4% reads "16%", over the 15% threshold
+            text += f", UNSTEADY: median {above}% above best (threshold {UNSTEADY_SPREAD:.0%})"
         return text
 
 
