@@ -66,9 +66,8 @@ class Timing:
         """``best of 10 (2 rounds)``, with ``unsteady: median 31% above best`` when it is."""
         text = f"best of {self.samples}" + (f" ({self.rounds} rounds)" if self.rounds > 1 else "")
         if not self.steady:
-            above = math.ceil(
-                round(self.spread * 100, 6)
-            )  # rounded up: 15.4% reads "16%", over the 15% threshold
+            # Rounded up: a 15.4% spread reads "16%", over the 15% threshold, never "15%".
+            above = math.ceil(round(self.spread * 100, 6))
             text += f", UNSTEADY: median {above}% above best (threshold {UNSTEADY_SPREAD:.0%})"
         return text
 
