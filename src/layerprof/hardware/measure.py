@@ -126,11 +126,11 @@ def measure_device(
         torch.set_num_threads(saved)
     spec = _build_spec(identity, resolved, ceilings)
     if ceilings.unsteady:
+        kept = " (a file cached before is left as it was)" if cache else ""
         message = (
             f"{identity.name}: unsteady measurement of {', '.join(sorted(ceilings.unsteady))} (median over "
             f"{UNSTEADY_SPREAD:.0%} above the best after retries; is the machine busy?); the best figures "
-            f"are used but {'not cached' if cache else 'not cached (cache off anyway)'}: measure again "
-            f"on a quieter machine (layerprof measure --refresh)"
+            f"are used but not cached{kept}: measure again on a quieter machine (layerprof measure --refresh)"
         )
         logger.warning("%s", message)
         warnings.warn(message, UnsteadyMeasurementWarning, stacklevel=2)
