@@ -309,3 +309,11 @@ def test_measured_levels_are_increasing_and_agree_with_sysfs(
     assert (
         spec.cache_levels[-1].capacity_bytes == known[-1].size_bytes
     )  # the last level's contrast is the starkest
+
+
+def test_the_sweep_is_bounded_by_free_memory(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(ceilings, "available_memory_bytes", lambda device: 100 * MiB)
+    sizes = ceilings.sizes_for(torch.device("cpu"), quick=False)
+    assert sizes.sweep_max_bytes == 16 * MiB  # the largest doubling of 16 KiB within 100 MiB / 4
+    monkeypatch.setattr(ceilings, "available_memory_bytes", lambda device: None)
+    assert ceilings.sizes_for(torch.device("cpu"), quick=False).sweep_max_bytes == 1 * GiB
