@@ -1,23 +1,27 @@
-"""Finding the cache levels in a bandwidth sweep: the plateaus of the best rate against working-set size.
+"""Finding the cache levels in a bandwidth sweep: the plateaus of bandwidth against working-set size.
 
-Walking outward over the fastest kernel at each size (:func:`~layerprof.hardware.sweep.best_by_size`),
-a new plateau starts where the rate falls below the best of the current one by more than
-:data:`LEVEL_DROP` (1.15x); a dip that the next size climbs back from is noise and is merged back. A
-plateau of one size is a transition between two levels, not a level. The outermost plateau is DRAM;
-its bandwidth is the best rate at sizes of at least :data:`DRAM_FACTOR` (4) times the last cache's
-capacity. Each plateau before it is a cache level:
+The levels' sizes come from the read-only kernels (``sum``, ``sum-x``: the best of them at each size),
+whose plateaus are the cleanest. Walking outward, a new plateau starts where the rate falls below the
+best of the current one by more than :data:`LEVEL_DROP` (1.15x); a dip that a later size climbs back
+from (to within 1.15x of the plateau before) is noise and is merged back. A plateau of one size is a
+transition between two levels, not a level. The outermost plateau is DRAM. Each plateau before it is a
+cache level:
 
 * **capacity**: the plateau ends between its last size and the first size whose rate is nearer (in
   ratio) to the next level than to this one. When the operating system's figure for a cache (Linux
-  ``/sys/devices/system/cpu/cpu0/cache/index*/size``, times the caches ``threads`` threads use; on CUDA
-  ``L2_cache_size``) lies in that bracket, it is the capacity; otherwise the plateau's last size is.
-* **bandwidth**: the best rate on the plateau, raised to any outer level's (an inner level is never
-  slower than the one behind it: where it measures slower, the per-call dispatch floor hid it).
+  ``/sys/devices/system/cpu/cpu0/cache/index*/size``, per instance or times the instances ``threads``
+  threads use; on CUDA ``L2_cache_size``) lies in that bracket, it is the capacity; otherwise the
+  plateau's last size is. Where the OS reports caches, a plateau that matches none of them is a
+  transition and is dropped.
+* **bandwidth**: the best rate of any kernel at the plateau's sizes, raised to any outer level's (an
+  inner level is never slower than the one behind it: where it measures slower, the per-call dispatch
+  floor hid it).
 
-A level whose best rate is within :data:`LEVEL_DROP` of DRAM's cannot be told from DRAM and is dropped;
-so is one whose capacity is not above the level inside it. On a CPU the outermost level is ``LLC`` and
-the others are named after the sysfs level they match (``L1``, ``L2``); on a GPU only the outermost is
-kept, as ``L2``.
+DRAM's bandwidth is the best rate of any kernel at working sets of at least :data:`DRAM_FACTOR` (4)
+times the last cache. A level whose read rate is within :data:`LEVEL_DROP` of DRAM's cannot be told
+from DRAM and is dropped; so is an inner level whose capacity is not below the next one's. On a CPU the
+outermost level is ``LLC`` and the others are named after the sysfs level they match (``L1``, ``L2``);
+on a GPU only the outermost is kept, as ``L2``.
 """
 
 from __future__ import annotations
@@ -123,7 +127,6 @@ def _best(points: list[SweepPoint]) -> SweepPoint:
 @dataclass(slots=True)
 class _Level:
     points: list[SweepPoint]  # every kernel's fastest point at the plateau's sizes
-    read_rate: float
     capacity: int
     capacity_note: str
     known: KnownCache | None
@@ -185,9 +188,7 @@ def find_levels(points: list[SweepPoint], *, kind: str, known: tuple[KnownCache,
         if known and match is None:
             continue  # a plateau the OS knows no cache for is a transition between two levels
         sizes = {p.working_set_bytes for p in plateau}
-        level = _Level(
-            [p for p in fastest if p.working_set_bytes in sizes], _top(plateau), capacity, note, match
-        )
+        level = _Level([p for p in fastest if p.working_set_bytes in sizes], capacity, note, match)
         if levels and capacity <= levels[-1].capacity:
             levels.pop()  # the sweep cannot tell the inner one apart: the outer one stands for both
         levels.append(level)
