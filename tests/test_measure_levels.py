@@ -156,6 +156,12 @@ def test_a_noise_dip_inside_a_plateau_is_not_a_level(known: tuple[KnownCache, ..
     assert found.levels[-1].capacity_bytes == (32 * MiB if known else 16 * MiB)
 
 
+def test_a_lost_llc_plateau_does_not_rename_the_l2() -> None:
+    busy = {**EPYC, 1 * MiB: 30, 2 * MiB: 29, 4 * MiB: 28, 8 * MiB: 30, 16 * MiB: 27, 32 * MiB: 28}
+    found = find_levels(_curve(busy), kind="cpu", known=EPYC_SYSFS)
+    assert [(lv.name, lv.capacity_bytes) for lv in found.levels] == [("L1", 32 * KiB), ("L2", 1 * MiB)]
+
+
 def test_an_inner_level_measured_slower_is_raised_to_the_outer_one() -> None:
     # The in-place kernel is dispatch-bound at small sizes: 130 GB/s at 512 KiB, 180 at 8 MiB.
     points = [*_curve(EPYC), _point("mul_", 512 * KiB, 130), _point("mul_", 8 * MiB, 180)]

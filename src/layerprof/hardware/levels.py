@@ -19,9 +19,9 @@ cache level:
 
 DRAM's bandwidth is the best rate of any kernel at working sets of at least :data:`DRAM_FACTOR` (4)
 times the last cache. A level whose read rate is within :data:`LEVEL_DROP` of DRAM's cannot be told
-from DRAM and is dropped; so is an inner level whose capacity is not below the next one's. On a CPU the
-outermost level is ``LLC`` and the others are named after the sysfs level they match (``L1``, ``L2``);
-on a GPU only the outermost is kept, as ``L2``.
+from DRAM and is dropped; so is an inner level whose capacity is not below the next one's. On a CPU each
+level is named after the sysfs level it matches (``L1``, ``L2``; the last one ``LLC``), or without
+sysfs by position with the outermost ``LLC``; on a GPU only the outermost is kept, as ``L2``.
 """
 
 from __future__ import annotations
@@ -211,6 +211,9 @@ def find_levels(points: list[SweepPoint], *, kind: str, known: tuple[KnownCache,
 
 
 def _name(levels: list[_Level], kind: str, known: tuple[KnownCache, ...]) -> None:
+    """GPU: ``L2``. CPU with OS figures: the level each matched (its last one is ``LLC``), so that a
+    sweep that lost the LLC plateau under load never calls the L2 the LLC. Without: ``L1``, ``L2``, ...
+    by position, the outermost ``LLC``."""
     if kind == "gpu":
         for level in levels:
             level.name = "L2"
@@ -218,23 +221,18 @@ def _name(levels: list[_Level], kind: str, known: tuple[KnownCache, ...]) -> Non
     positional = [f"L{i + 1}" for i in range(len(levels))]
     if levels:
         positional[-1] = "LLC"
+    last = max((k.level for k in known), default=0)
     names = []
     for index, level in enumerate(levels):
-        if index == len(levels) - 1:
-            names.append("LLC")
-            continue
-        match = level.known or _nearest(level.capacity, known)
-        names.append(f"L{match.level}" if match is not None else positional[index])
-    if len(set(names)) != len(names) or "LLC" in names[:-1]:
+        match = level.known
+        if match is None:
+            names.append(positional[index])
+        else:
+            names.append("LLC" if match.level == last else f"L{match.level}")
+    if len(set(names)) != len(names):
         names = positional
     for level, name in zip(levels, names, strict=True):
         level.name = name
-
-
-def _nearest(capacity: int, known: tuple[KnownCache, ...]) -> KnownCache | None:
-    if not known:
-        return None
-    return min(known, key=lambda k: abs(math.log(k.usable_bytes / capacity)))
 
 
 def _assemble(levels: list[_Level], dram: float, dram_point: SweepPoint, dram_note: str) -> FoundLevels:
