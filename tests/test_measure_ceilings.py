@@ -271,15 +271,17 @@ def test_measured_matrix_peak_is_within_25_percent_of_a_plain_mm(
         ceilings, "sizes_for", lambda *a: dataclasses.replace(cut(*a), sweep_max_bytes=256 * KiB)
     )
     ratios = []
-    for _ in range(3):  # the machine is shared: a busy moment gets two more tries, each judged alone
+    measured = plain = 0.0
+    for _ in range(3):  # the machine is shared: a busy moment gets two more tries
         with torch.inference_mode():
-            before = _plain_mm_flops_per_s()
+            plain = max(plain, _plain_mm_flops_per_s())
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UnsteadyMeasurementWarning)
             spec = measure_device("cpu", dtypes=(torch.float32,), cache=False, threads=1)
+        measured = max(measured, spec.matrix_peak_flops_per_s["float32"])
         with torch.inference_mode():
-            after = _plain_mm_flops_per_s()
-        ratios.append(spec.matrix_peak_flops_per_s["float32"] / max(before, after))
+            plain = max(plain, _plain_mm_flops_per_s())
+        ratios.append(measured / plain)  # best against best, over the same stretch of time
         if 0.75 <= ratios[-1] <= 1.25:
             break
     assert 0.75 <= ratios[-1] <= 1.25, f"measured / plain torch.mm: {ratios}"
