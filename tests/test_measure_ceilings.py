@@ -272,7 +272,7 @@ def test_measured_matrix_peak_is_within_25_percent_of_a_plain_mm(
     )
     ratios = []
     measured = plain = 0.0
-    for _ in range(3):  # the machine is shared: a busy moment gets two more tries
+    for _ in range(5):  # the machine is shared: a busy moment gets four more tries
         with torch.inference_mode():
             plain = max(plain, _plain_mm_flops_per_s())
         with warnings.catch_warnings():
