@@ -59,7 +59,7 @@ def test_measure_quick(
     assert main(["measure", "--quick", "--device", "cpu"]) == 0
     out = capsys.readouterr().out
     assert "measured" in out
-    assert any(tmp_path.iterdir())  # cached for next time
+    assert any(tmp_path.iterdir()) or "NOT cached" in out  # cached for next time, unless unsteady
 
 
 def test_version_and_help(capsys: pytest.CaptureFixture[str]) -> None:

@@ -1,4 +1,7 @@
-"""measure_device: a quick real measurement on the CPU, the on-disk cache, and the CUDA path."""
+"""measure_device: a quick real measurement on the CPU, the on-disk cache, and the CUDA path.
+
+Real measurements against plain torch calls timed in the same test, threads, the cache key and
+steadiness are in test_measure_ceilings.py; the level finder in test_measure_levels.py."""
 
 from __future__ import annotations
 
@@ -40,6 +43,14 @@ def _fake_ceilings(*args: object, **kwargs: object) -> Ceilings:
 
 def _assert_valid_measured(spec: DeviceSpec) -> None:
     assert spec.measured
+    assert spec.memory_bytes is not None and spec.memory_bytes > 0
+    capacities = [level.capacity_bytes for level in spec.cache_levels]
+    assert capacities == sorted(set(capacities))  # strictly increasing
+    for level in spec.cache_levels:
+        assert level.bandwidth_bytes_per_s >= spec.memory_bandwidth_bytes_per_s
+        assert level.capacity_bytes < spec.memory_bytes
+        for key in ("capacity_bytes", "bandwidth_bytes_per_s"):
+            assert "torch thread" in spec.sources[f"cache_levels.{level.name}.{key}"]
     assert spec.aliases == ()
     assert spec.memory_bandwidth_bytes_per_s > 0
     assert spec.matrix_peak_flops_per_s["float32"] > 0
@@ -71,6 +82,7 @@ def test_unrunnable_dtypes_are_skipped(tmp_path: Path) -> None:
 
 
 def test_cache_is_written_and_read_back(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(measure, "measure_ceilings", _fake_ceilings)  # steady by construction: cached
     first = measure_device("cpu", dtypes=(torch.float32,), quick=True, cache_dir=tmp_path)
     written = cache_path("cpu", dtypes=(torch.float32,), quick=True, cache_dir=tmp_path)
     assert list(tmp_path.iterdir()) == [written]

@@ -12,6 +12,7 @@ import torch
 from layerprof.api.analyzing import analyze
 from layerprof.api.profiling import profile
 from layerprof.errors import InvalidArgumentError
+from layerprof.hardware.specs import DeviceSpec
 from layerprof.models.demonet import DEMO_INPUT_SIZE, demo_model
 
 
@@ -34,7 +35,8 @@ def add_parser(commands: Any) -> None:
         "--threads",
         type=int,
         default=1,
-        help="CPU threads for torch (default 1: a small CNN's layers time steadily on one thread)",
+        help="CPU threads for torch (default 1: a small CNN's layers time steadily on one thread); "
+        "the auto target is measured (and cached) with as many",
     )
     parser.add_argument(
         "--device",
@@ -45,14 +47,33 @@ def add_parser(commands: Any) -> None:
     parser.set_defaults(run=run)
 
 
+def _is_auto(target: str) -> bool:
+    return target.strip().lower() == "auto"
+
+
+def _measured_auto(threads: int) -> DeviceSpec:
+    """``auto``, measured with the demo's thread count (read from the cache when it is there), showing
+    the first measurement's progress on stderr."""
+    from layerprof.cli.measure_cmd import StderrProgress, quiet_unsteady_warning
+    from layerprof.hardware.measure import measure_device
+
+    progress = StderrProgress(prefix="layerprof demo: measuring this machine")
+    try:
+        with quiet_unsteady_warning():
+            return measure_device(threads=threads, progress=progress)
+    finally:
+        progress.close()
+
+
 def run(args: argparse.Namespace) -> int:
-    targets = args.target or ["auto", "t4"]
+    names: list[str] = args.target or ["auto", "t4"]
     if args.threads < 1:
         raise InvalidArgumentError(f"--threads must be at least 1, got {args.threads}")
     torch.set_num_threads(args.threads)
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     if device == "cuda" and not torch.cuda.is_available():
         raise InvalidArgumentError("--device cuda, but torch sees no CUDA GPU here")
+    targets: list[str | DeviceSpec] = [_measured_auto(args.threads) if _is_auto(t) else t for t in names]
     model = demo_model().to(device)
     size = (args.batch, *DEMO_INPUT_SIZE[1:])
     if args.no_time:

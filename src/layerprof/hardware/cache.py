@@ -1,4 +1,10 @@
-"""The measurement cache: one device file per machine, torch version and measurement setup.
+"""The measurement cache: one device file per machine, torch version, thread count and measurement setup.
+
+The file lives in ``$LAYERPROF_CACHE_DIR`` or ``~/.cache/layerprof``, named
+``<spec name>__torch-<version>__t<threads>__<hash>.json``; the hash covers the rest of the key (the
+machine: host name and ``/etc/machine-id``; the device's full name; the dtypes; ``quick``; and
+:data:`MEASUREMENT_VERSION`, raised whenever what a measurement produces changes, so that older files
+are measured again instead of read).
 
 A cache file is a device file (``{"schema_version": 1, "devices": [spec.to_dict()]}``), so
 :func:`~layerprof.hardware.files.load_devices` reads it too. Files are written atomically; an
@@ -22,11 +28,13 @@ from layerprof.hardware.files import load_devices
 from layerprof.hardware.identity import Identity, slug
 from layerprof.hardware.specs import DeviceSpec
 
-__all__ = ["CACHE_ENV", "cache_file", "default_cache_dir", "read_cache", "write_cache"]
+__all__ = ["CACHE_ENV", "MEASUREMENT_VERSION", "cache_file", "default_cache_dir", "read_cache", "write_cache"]
 
 logger = logging.getLogger("layerprof.hardware.measure")
 
 CACHE_ENV = "LAYERPROF_CACHE_DIR"
+#: 2: best of repeats, the bandwidth sweep with cache levels, memory_bytes, threads in the key.
+MEASUREMENT_VERSION = 2
 
 
 def default_cache_dir() -> Path:
@@ -36,14 +44,21 @@ def default_cache_dir() -> Path:
 
 
 def cache_file(
-    identity: Identity, dtype_keys: Sequence[str], quick: bool, cache_dir: str | Path | None
+    identity: Identity,
+    dtype_keys: Sequence[str],
+    quick: bool,
+    cache_dir: str | Path | None,
+    *,
+    threads: int,
 ) -> Path:
     """The cache file of one measurement setup, in ``cache_dir`` (default: :func:`default_cache_dir`)."""
     directory = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
-    # The key names the device and torch version readably; the hash covers the rest of the setup.
-    setup = json.dumps([identity.full_name, identity.cache_tag, list(dtype_keys), quick])
+    # The name says device, torch version and threads readably; the hash covers the rest of the setup.
+    setup = json.dumps(
+        [MEASUREMENT_VERSION, identity.full_name, identity.cache_tag, list(dtype_keys), quick, threads]
+    )
     digest = hashlib.sha1(setup.encode("utf-8")).hexdigest()[:10]
-    stem = f"{slug(identity.name)}__torch-{slug(torch.__version__)}__{digest}"
+    stem = f"{slug(identity.name)}__torch-{slug(torch.__version__)}__t{threads}__{digest}"
     return directory / f"{stem}.json"
 
 

@@ -13,7 +13,7 @@ from layerprof.errors import InvalidArgumentError
 from layerprof.hardware.specs import DeviceSpec
 from layerprof.hardware.table import match_device_name
 
-__all__ = ["Identity", "identify", "resolve_device", "slug"]
+__all__ = ["Identity", "identify", "machine_id", "resolve_device", "slug"]
 
 
 def slug(text: str) -> str:
@@ -57,7 +57,7 @@ class Identity:
     full_name: str
     kind: str
     table_entry: DeviceSpec | None
-    cache_tag: str  # what else, beyond name and torch version, changes the result
+    cache_tag: str  # what else, beyond name and torch version, changes the result: which machine, board
 
 
 def identify(device: torch.device) -> Identity:
@@ -66,5 +66,15 @@ def identify(device: torch.device) -> Identity:
         cuda_name = torch.cuda.get_device_name(device)
         entry = match_device_name(cuda_name)
         name = f"{entry.name} (measured)" if entry is not None else f"local-{slug(cuda_name)}"
-        return Identity(name, cuda_name, "gpu", entry, f"cuda{device.index}")
-    return Identity("local-cpu", _cpu_model_name(), "cpu", None, f"threads{torch.get_num_threads()}")
+        return Identity(name, cuda_name, "gpu", entry, f"{machine_id()}/cuda{device.index}")
+    return Identity("local-cpu", _cpu_model_name(), "cpu", None, machine_id())
+
+
+def machine_id() -> str:
+    """This machine: its host name and, where the OS has one, ``/etc/machine-id`` (so that a cache
+    directory shared between machines, a home on NFS, keeps one measurement per machine)."""
+    node = platform.node() or "host"
+    try:
+        return f"{node}:{Path('/etc/machine-id').read_text(encoding='utf-8').strip()}"
+    except OSError:
+        return node

@@ -1,30 +1,33 @@
 """Measure this machine's roofline ceilings the empirical way (cf. the Empirical Roofline Toolkit).
 
-Three micro-benchmarks, each warmed up and then timed as the median of repeats:
+A ceiling is the best sustained rate, not a median taken under load: every figure is the best of its
+repeats after warm-up (:mod:`layerprof.hardware.steadiness`), and of several kernels or sizes:
 
-* **matrix peak** per dtype: one large square GEMM, ``2 * n**3`` FLOPs (one multiply and one add per
-  MAC). On CUDA float32 is timed twice: with TF32 off (the ``float32`` figure) and, on GPUs that have
-  it, with TF32 on (the ``tf32`` figure).
-* **vector peak** per floating dtype: a chain of in-place ``addcmul_`` (``x += a * b``: one FMA = 2 FLOPs
-  per element) on tensors small enough to stay in cache, so DRAM does not limit it. On CUDA a fused
-  FMA-chain kernel (jiterator) is also tried and the faster of the two kept. Eager elementwise ops
-  are bounded by cache bandwidth, so the eager figure is below the datasheet FMA peak: it is the
-  ceiling that eager elementwise layers can actually reach.
-* **bandwidth**: a large ``copy_`` counting bytes read + bytes written.
+* **matrix peak** per dtype: square GEMMs grown until one call is long enough to saturate the device,
+  the fastest of three sizes, ``2 * n**3`` FLOPs. On CUDA float32 is timed twice: with TF32 off (the
+  ``float32`` figure) and, on GPUs that have it, with TF32 on (the ``tf32`` figure).
+* **vector peak** per floating dtype: the faster of a chain of in-place ``addcmul_`` on cache-resident
+  tensors (2 FLOPs per FMA) and a sum over a stride-0 view of a cache-resident tensor (1 FLOP per
+  element, read from cache, no dispatch floor per element); on CUDA also a fused FMA-chain kernel
+  (jiterator, registers only).
+* **DRAM bandwidth and the cache levels**: a sweep of working sets (16 KiB to 1 GiB on a CPU, at most
+  a quarter of the free memory) with read-only, copy, in-place and triad kernels, counting bytes as
+  layerprof counts them (no write-allocate) (:mod:`layerprof.hardware.sweep`); the levels are the
+  plateaus of bandwidth against size, cross-checked with the OS (:mod:`layerprof.hardware.levels`).
+* **launch overhead**: the host time of a tiny op, the floor under every kernel.
 
-CUDA kernels are timed with events created up front and read after one synchronize; CPU work with
-``time.perf_counter_ns``. Results are cached as JSON (the device-file schema, so
-:func:`layerprof.hardware.files.load_devices` reads them too) keyed by device name and torch version.
-
-This module is the entry point and builds the spec; the benchmarks are in
-:mod:`layerprof.hardware.microbench`, running them per dtype in :mod:`layerprof.hardware.ceilings`, the
-cache in :mod:`layerprof.hardware.cache`, naming the machine in :mod:`layerprof.hardware.identity`.
+A figure whose repeats keep spreading (:data:`~layerprof.hardware.steadiness.UNSTEADY_SPREAD`) is kept
+(its best) but marked ``UNSTEADY`` in its source, logged, warned about with
+:class:`~layerprof.hardware.steadiness.UnsteadyMeasurementWarning`, and the result is not cached.
+Results are cached as JSON (the device-file schema, so :func:`layerprof.hardware.files.load_devices`
+reads them too) keyed by machine, device, torch version and thread count (:mod:`layerprof.hardware.cache`).
 """
 
 from __future__ import annotations
 
 import datetime
 import logging
+import warnings
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -32,11 +35,12 @@ import torch
 
 from layerprof.errors import InvalidArgumentError
 from layerprof.hardware.cache import cache_file, default_cache_dir, read_cache, write_cache
-from layerprof.hardware.ceilings import Ceilings, measure_ceilings
+from layerprof.hardware.ceilings import Ceilings, Progress, measure_ceilings
 from layerprof.hardware.identity import Identity, identify, resolve_device
 from layerprof.hardware.specs import DeviceSpec, normalize_dtype
+from layerprof.hardware.steadiness import UNSTEADY_SPREAD, UnsteadyMeasurementWarning
 
-__all__ = ["cache_path", "default_cache_dir", "measure_device"]
+__all__ = ["cache_path", "check_threads", "default_cache_dir", "measure_device"]
 
 logger = logging.getLogger(__name__)
 
@@ -49,10 +53,21 @@ def cache_path(
     dtypes: Iterable[torch.dtype | str] = _DEFAULT_DTYPES,
     quick: bool = False,
     cache_dir: str | Path | None = None,
+    threads: int | None = None,
 ) -> Path:
     """Where :func:`measure_device` caches (or would cache) the result for these arguments."""
     resolved = resolve_device(device)
-    return cache_file(identify(resolved), _dtype_keys(dtypes), quick, cache_dir)
+    count = check_threads(threads)
+    return cache_file(identify(resolved), _dtype_keys(dtypes), quick, cache_dir, threads=count)
+
+
+def check_threads(threads: object) -> int:
+    """``threads`` as a thread count (None: torch's current one); anything but an int >= 1 is refused."""
+    if threads is None:
+        return torch.get_num_threads()
+    if not isinstance(threads, int) or isinstance(threads, bool) or threads < 1:
+        raise InvalidArgumentError(f"threads must be an int of at least 1, got {threads!r}")
+    return threads
 
 
 def _dtype_keys(dtypes: Iterable[torch.dtype | str]) -> tuple[str, ...]:
@@ -70,32 +85,56 @@ def measure_device(
     cache: bool = True,
     cache_dir: str | Path | None = None,
     quick: bool = False,
+    threads: int | None = None,
+    refresh: bool = False,
+    progress: Progress | None = None,
 ) -> DeviceSpec:
-    """Measure the matrix and vector peaks (per dtype) and the memory bandwidth of a torch device.
+    """Measure a torch device's ceilings: matrix and vector peaks per dtype, DRAM bandwidth, the cache
+    levels (capacity and bandwidth each), memory capacity and the launch overhead.
 
     ``device`` defaults to the current CUDA device when there is one, else the CPU. float32 is always
-    measured; dtypes the device cannot run are skipped with a log message. With ``cache`` the result
-    is read from / written to ``cache_dir`` (default: :func:`default_cache_dir`), keyed by device name
-    and torch version. ``quick`` uses small problems and few repeats (seconds, rough figures).
+    measured; dtypes the device cannot run are skipped with a log message. ``threads`` (default:
+    ``torch.get_num_threads()``) is the torch thread count to measure with: it is set for the
+    measurement only and put back afterwards. With ``cache`` the result is read from / written to
+    ``cache_dir`` (default: :func:`default_cache_dir`, ``$LAYERPROF_CACHE_DIR`` or
+    ``~/.cache/layerprof``), keyed by machine, device, torch version, threads, dtypes and ``quick``;
+    ``refresh`` measures again and rewrites the cached file. A result with an unsteady figure is not
+    cached (a warning says so). ``quick`` uses small problems and few repeats (seconds, rough
+    figures). ``progress(done, total, label)`` is called before each step of a measurement.
 
     The spec is named ``"local-cpu"`` or ``"local-<cuda name>"``; a GPU found in the built-in table by
     :func:`~layerprof.hardware.table.match_device_name` is named after it, e.g. ``"h100-sxm (measured)"``
     (without the table entry's aliases, so that it never shadows the datasheet entry).
     """
     resolved = resolve_device(device)
+    count = check_threads(threads)
     dtype_keys = _dtype_keys(dtypes)
     identity = identify(resolved)
-    path = cache_file(identity, dtype_keys, quick, cache_dir)
-    if cache:
+    path = cache_file(identity, dtype_keys, quick, cache_dir, threads=count)
+    if cache and not refresh:
         cached = read_cache(path)
         if cached is not None:
             logger.info("device ceilings of %s read from %s", identity.name, path)
             return cached
 
-    logger.info("measuring device ceilings of %s (%s)", identity.name, identity.full_name)
-    ceilings = measure_ceilings(resolved, dtype_keys, quick)
+    logger.info("measuring device ceilings of %s (%s), %d threads", identity.name, identity.full_name, count)
+    saved = torch.get_num_threads()
+    try:
+        torch.set_num_threads(count)
+        ceilings = measure_ceilings(resolved, dtype_keys, quick, threads=count, progress=progress)
+    finally:
+        torch.set_num_threads(saved)
     spec = _build_spec(identity, resolved, ceilings)
-    if cache:
+    if ceilings.unsteady:
+        kept = " (a file cached before is left as it was)" if cache else ""
+        message = (
+            f"{identity.name}: unsteady measurement of {', '.join(sorted(ceilings.unsteady))} (median over "
+            f"{UNSTEADY_SPREAD:.0%} above the best after retries; is the machine busy?); the best figures "
+            f"are used but not cached{kept}: measure again on a quieter machine (layerprof measure --refresh)"
+        )
+        logger.warning("%s", message)
+        warnings.warn(message, UnsteadyMeasurementWarning, stacklevel=2)
+    elif cache:
         write_cache(path, spec)
     return spec
 
@@ -139,6 +178,12 @@ def _build_spec(identity: Identity, device: torch.device, ceilings: Ceilings) ->
         vector_peak_flops_per_s=vector,
         aliases=(),
         l2_cache_bytes=l2_bytes,
+        cache_levels=tuple(
+            level
+            for level in ceilings.cache_levels
+            if ceilings.memory_bytes is None or level.capacity_bytes < ceilings.memory_bytes
+        ),
+        memory_bytes=ceilings.memory_bytes,
         launch_overhead_s=ceilings.launch_overhead_s,
         price_usd=price,
         sources=sources,

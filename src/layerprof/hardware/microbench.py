@@ -1,14 +1,14 @@
 """The micro-benchmarks behind :func:`~layerprof.hardware.measure.measure_device`, and how they are timed.
 
-CUDA kernels are timed with events created up front and read after one synchronize; CPU work with
-``time.perf_counter_ns``. Each benchmark returns a rate (FLOP/s or bytes/s) of one problem; which
-dtypes and sizes to run is :mod:`layerprof.hardware.ceilings`' business.
+Every benchmark is timed by :func:`~layerprof.hardware.steadiness.steady_timing` (warm-up, then the
+best of its repeats, repeated when the repeats spread) and returns a rate (FLOP/s) with the
+:class:`~layerprof.hardware.steadiness.Timing` it came from; which dtypes and sizes to run is
+:mod:`layerprof.hardware.ceilings`' business. The bandwidth kernels are in :mod:`layerprof.hardware.sweep`.
 """
 
 from __future__ import annotations
 
 import contextlib
-import statistics
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -16,16 +16,17 @@ from dataclasses import dataclass
 import torch
 
 from layerprof.core.dtypes import parse_dtype
+from layerprof.hardware.steadiness import Timing, steady_timing, synchronize
 
 __all__ = [
     "FMA_CHAIN_LENGTH",
     "Sizes",
-    "copy_bytes_per_s",
     "cuda_has_tf32",
     "eager_fma_flops_per_s",
     "fused_fma_flops_per_s",
     "gemm_flops_per_s",
     "launch_overhead_s",
+    "reduce_flops_per_s",
     "tf32_matmul",
 ]
 
@@ -40,41 +41,14 @@ class Sizes:
     gemm_max_n: int
     vector_elements: int  # per tensor; three tensors must stay in cache
     vector_chain: int  # addcmul_ calls per timed sample
-    copy_bytes: int  # per tensor; must exceed the last-level cache
+    sweep_min_bytes: int  # the bandwidth sweep's smallest working set
+    sweep_max_bytes: int  # and its largest (bounded by free memory); must exceed the last cache
+    sweep_sample_s: float  # a sweep sample runs a kernel this long (many calls for small sizes)
     warmup: int
     repeat: int
 
 
-# --- timing -------------------------------------------------------------------------------------
-
-
-def synchronize(device: torch.device) -> None:
-    """Wait for ``device``'s queued work (a no-op on the CPU)."""
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def median_seconds(fn: Callable[[], object], device: torch.device, warmup: int, repeat: int) -> float:
-    """Median wall time of one ``fn()`` call after ``warmup`` untimed calls."""
-    for _ in range(warmup):
-        fn()
-    if device.type == "cuda":
-        starts = [torch.cuda.Event(enable_timing=True) for _ in range(repeat)]  # type: ignore[no-untyped-call]
-        ends = [torch.cuda.Event(enable_timing=True) for _ in range(repeat)]  # type: ignore[no-untyped-call]
-        torch.cuda.synchronize(device)
-        for start, end in zip(starts, ends, strict=True):
-            start.record()
-            fn()
-            end.record()
-        torch.cuda.synchronize(device)
-        samples = [float(start.elapsed_time(end)) / 1e3 for start, end in zip(starts, ends, strict=True)]
-    else:
-        samples = []
-        for _ in range(repeat):
-            begin = time.perf_counter_ns()
-            fn()
-            samples.append((time.perf_counter_ns() - begin) / 1e9)
-    return max(float(statistics.median(samples)), 1e-9)
+# --- timing ---------------------------------------------------------------------------------
 
 
 def once_seconds(fn: Callable[[], object], device: torch.device) -> float:
@@ -112,8 +86,9 @@ def _gemm_operands(n: int, key: str, device: torch.device) -> Callable[[], objec
     return lambda: torch.mm(a, b, out=out)
 
 
-def gemm_flops_per_s(key: str, device: torch.device, sizes: Sizes) -> tuple[float, int]:
-    """Grow n until one GEMM takes ``gemm_target_s`` (or n hits the cap), then time it."""
+def gemm_flops_per_s(key: str, device: torch.device, sizes: Sizes) -> tuple[float, int, Timing]:
+    """Grow n until one GEMM takes ``gemm_target_s`` (or n hits the cap), then time that n and two
+    smaller ones (3/4 and 1/2 of it) and keep the fastest: (FLOP/s, n, its timing)."""
     n = 256
     while True:
         elapsed = once_seconds(_gemm_operands(n, key, device), device)
@@ -121,11 +96,19 @@ def gemm_flops_per_s(key: str, device: torch.device, sizes: Sizes) -> tuple[floa
             break
         grow = (sizes.gemm_target_s / elapsed) ** (1 / 3)
         n = min(sizes.gemm_max_n, max(n + 256, int(n * grow) // 256 * 256))
-    seconds = median_seconds(_gemm_operands(n, key, device), device, sizes.warmup, sizes.repeat)
-    return 2 * n**3 / seconds, n
+    best: tuple[float, int, Timing] | None = None
+    for size in sorted({n, max(256, n * 3 // 4 // 64 * 64), max(256, n // 2 // 64 * 64)}, reverse=True):
+        timing = steady_timing(
+            _gemm_operands(size, key, device), device, warmup=sizes.warmup, repeat=sizes.repeat
+        )
+        rate = 2 * size**3 / timing.best_s
+        if best is None or rate > best[0]:
+            best = (rate, size, timing)
+    assert best is not None
+    return best
 
 
-def eager_fma_flops_per_s(key: str, device: torch.device, sizes: Sizes) -> float:
+def eager_fma_flops_per_s(key: str, device: torch.device, sizes: Sizes) -> tuple[float, Timing]:
     """A chain of in-place ``addcmul_`` (``x += a * b``, 2 FLOPs per element) on cache-resident tensors."""
     dtype = parse_dtype(key)
     elements = sizes.vector_elements
@@ -138,8 +121,24 @@ def eager_fma_flops_per_s(key: str, device: torch.device, sizes: Sizes) -> float
         for _ in range(sizes.vector_chain):
             x.addcmul_(a, b)
 
-    seconds = median_seconds(chain, device, sizes.warmup, sizes.repeat)
-    return 2 * elements * sizes.vector_chain / seconds
+    timing = steady_timing(chain, device, warmup=sizes.warmup, repeat=sizes.repeat)
+    return 2 * elements * sizes.vector_chain / timing.best_s, timing
+
+
+REDUCE_READS = 1 << 22  # elements one reduce call adds up (a cache-resident tensor read again and again)
+
+
+def reduce_flops_per_s(key: str, device: torch.device, sizes: Sizes) -> tuple[float, Timing, int]:
+    """``x.expand(r, n).sum()`` on a cache-resident ``x``: one add per element, read from cache through
+    a stride-0 view, so neither DRAM nor the per-call dispatch floor limits it."""
+    dtype = parse_dtype(key)
+    elements = sizes.vector_elements if device.type == "cuda" else min(sizes.vector_elements, 1 << 12)
+    x = torch.full((elements,), 1e-3, device=device, dtype=dtype)
+    view = x.view(1, elements).expand(max(1, REDUCE_READS // elements), elements)
+    timing = steady_timing(
+        lambda: view.sum(dtype=torch.float32), device, warmup=sizes.warmup, repeat=sizes.repeat
+    )
+    return view.numel() / timing.best_s, timing, elements
 
 
 _JITERATOR_FMA_CODE = f"""
@@ -151,7 +150,7 @@ template <typename T> T layerprof_fma_chain(T x, T a, T b) {{
 """
 
 
-def fused_fma_flops_per_s(key: str, device: torch.device, sizes: Sizes) -> float:
+def fused_fma_flops_per_s(key: str, device: torch.device, sizes: Sizes) -> tuple[float, Timing]:
     """A single CUDA kernel doing ``FMA_CHAIN_LENGTH`` dependent FMAs per element (from registers)."""
     dtype = parse_dtype(key)
     kernel = torch.cuda.jiterator._create_jit_fn(_JITERATOR_FMA_CODE)
@@ -159,30 +158,25 @@ def fused_fma_flops_per_s(key: str, device: torch.device, sizes: Sizes) -> float
     x = torch.rand(elements, device=device).to(dtype)
     a = torch.full((elements,), 0.999, device=device, dtype=dtype)
     b = torch.full((elements,), 1e-3, device=device, dtype=dtype)
-    seconds = median_seconds(lambda: kernel(x, a, b), device, sizes.warmup, sizes.repeat)
-    return 2 * elements * FMA_CHAIN_LENGTH / seconds
-
-
-def copy_bytes_per_s(device: torch.device, sizes: Sizes) -> float:
-    """A large float32 ``copy_``, counting the bytes read and the bytes written."""
-    elements = sizes.copy_bytes // 4
-    source = torch.ones(elements, device=device, dtype=torch.float32)
-    target = torch.empty_like(source)
-    seconds = median_seconds(lambda: target.copy_(source), device, sizes.warmup, sizes.repeat)
-    return 2 * elements * 4 / seconds  # every byte is read once and written once
+    timing = steady_timing(lambda: kernel(x, a, b), device, warmup=sizes.warmup, repeat=sizes.repeat)
+    return 2 * elements * FMA_CHAIN_LENGTH / timing.best_s, timing
 
 
 def launch_overhead_s(device: torch.device, calls: int) -> float:
-    """Host time per tiny op: dispatcher plus (on CUDA) kernel launch, the floor under every layer."""
+    """Host time per tiny op (dispatcher plus, on CUDA, kernel launch), the floor under every layer: the
+    best of three batches of ``calls`` in-place adds on a 1-element tensor, per call."""
     tiny = torch.zeros(1, device=device)
     for _ in range(10):
         tiny.add_(1)
     synchronize(device)
-    begin = time.perf_counter_ns()
-    for _ in range(calls):
-        tiny.add_(1)
-    synchronize(device)
-    return max((time.perf_counter_ns() - begin) / 1e9 / calls, 1e-9)
+    best = float("inf")
+    for _ in range(3):
+        begin = time.perf_counter_ns()
+        for _ in range(calls):
+            tiny.add_(1)
+        synchronize(device)
+        best = min(best, (time.perf_counter_ns() - begin) / 1e9 / calls)
+    return max(best, 1e-9)
 
 
 def cuda_has_tf32(device: torch.device) -> bool:
