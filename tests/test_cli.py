@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -66,3 +67,31 @@ def test_version_and_help(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["--version"]) == 0
     assert "layerprof 0.1.0" in capsys.readouterr().out
     assert main([]) == 2  # a command is required
+
+
+def test_the_demo_on_a_fresh_cache_prints_no_row_above_its_roof(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # Issue 10: on a fresh cache the demo measures this machine (best sustained rates, the cache levels,
+    # the launch floor) and judges its own timings against them: no row may beat its lower bound.
+    # A measurement the machine's load made unsteady (it says so, and caches nothing) may be low: such a
+    # run proves nothing either way and is tried again; a steady one with a row above its roof fails.
+    outcomes = []
+    for attempt in range(3):
+        monkeypatch.setenv("LAYERPROF_CACHE_DIR", str(tmp_path / f"cache{attempt}"))
+        caplog.clear()
+        code = main(["demo", "--threads", "1", "--repeat", "5", "--no-plot", "--no-crosscheck"])
+        out = capsys.readouterr().out
+        assert code == 0
+        rows = [line for line in out.splitlines() if "Conv2d" in line and "%" in line]
+        assert rows, out  # the efficiency column is there: the rows were judged against local-cpu
+        above = [line for line in out.splitlines() if re.search(r"[\w)]!(\s|$)", line)]  # "compute!"
+        unsteady = "unsteady measurement" in caplog.text
+        if not above and "faster than the roof" not in out:
+            return
+        assert unsteady, f"a steady measurement, and rows above their roof:\n{out}"
+        outcomes.append(above)
+    pytest.skip(f"the machine was too busy for a steady measurement in 3 tries: {outcomes}")
