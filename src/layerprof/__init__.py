@@ -43,6 +43,7 @@ _EXPORTS: dict[str, str] = {
     "list_links": "layerprof.hardware.table",
     "predict_scaling": "layerprof.analysis.scaling",
     "ScalingPrediction": "layerprof.analysis.scaling",
+    "predict_scaling_global": "layerprof.analysis.scaling_global",
     "measure_device": "layerprof.hardware.measure",
     "conv_cost": "layerprof.analysis.whatif",
     "ConvCost": "layerprof.analysis.whatif",
@@ -111,6 +112,7 @@ __all__ = [
     "measure_device",
     "nvtx",
     "predict_scaling",
+    "predict_scaling_global",
     "profile",
     "sinks",
     "watch",
@@ -134,6 +136,7 @@ if TYPE_CHECKING:
     from layerprof.analysis.budgets import BudgetResult, Budgets, assert_within
     from layerprof.analysis.max_batch import max_batch
     from layerprof.analysis.scaling import ScalingPrediction, predict_scaling
+    from layerprof.analysis.scaling_global import predict_scaling_global
     from layerprof.analysis.whatif import ConvCost, conv_cost
     from layerprof.api import sinks
     from layerprof.api.analyzing import analyze
