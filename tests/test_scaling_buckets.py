@@ -45,7 +45,9 @@ def counted() -> tuple[nn.Module, layerprof.Report]:
 
 def _times(report: layerprof.Report) -> tuple[float, dict[str, float]]:
     forward = sum(r.roofline["h100-sxm"].roofline_time_ms for r in report.layers if r.phase == "forward")
-    backward = {r.name: r.roofline["h100-sxm"].roofline_time_ms for r in report.layers if r.phase == "backward"}
+    backward = {
+        r.name: r.roofline["h100-sxm"].roofline_time_ms for r in report.layers if r.phase == "backward"
+    }
     return forward, backward
 
 
@@ -85,7 +87,9 @@ def test_two_buckets_by_hand(counted: tuple[nn.Module, layerprof.Report]) -> Non
         after = predict_scaling(report, gpus=(2,), link=link, model=model, overlap=False).row(2)
         total = bucket0 + bucket1
         assert prediction.gradient_bytes == total
-        assert after.step_ms == pytest.approx(forward + backward + total / bandwidth * 1e3 + 2 * latency * 1e3)
+        assert after.step_ms == pytest.approx(
+            forward + backward + total / bandwidth * 1e3 + 2 * latency * 1e3
+        )
 
 
 def test_without_the_model_each_row_is_one_tensor(counted: tuple[nn.Module, layerprof.Report]) -> None:
@@ -95,7 +99,9 @@ def test_without_the_model_each_row_is_one_tensor(counted: tuple[nn.Module, laye
     rows_only = predict_scaling(report, gpus=(2,), link=link, bucket_mb=0.1).row(2)
     per_tensor = predict_scaling(report, gpus=(2,), link=link, bucket_mb=0.1, model=model).row(2)
     # Row 2's 32,896 params x 4 B = 131,584 B, row 0's 65,792 x 4 B = 263,168 B: the same two buckets.
-    assert [b.nbytes for b in rows_only.buckets] == [b.nbytes for b in per_tensor.buckets] == [131_584, 263_168]
+    assert (
+        [b.nbytes for b in rows_only.buckets] == [b.nbytes for b in per_tensor.buckets] == [131_584, 263_168]
+    )
     assert rows_only.buckets[0].ready_ms == pytest.approx(back["2"])
     assert rows_only.step_ms == pytest.approx(per_tensor.step_ms)
 
@@ -123,7 +129,9 @@ def test_bucket_assignment_matches_torch(sizes: list[int], cap_mb: float) -> Non
     cap = int(cap_mb * MIB)
     limits = [dist._DEFAULT_FIRST_BUCKET_BYTES, cap] if cap_mb == 25.0 else [cap]
     flat = [torch.empty(n) for n in sizes]
-    theirs, _ = dist._compute_bucket_assignment_by_size(flat, limits, [False] * len(flat), list(range(len(flat))))
+    theirs, _ = dist._compute_bucket_assignment_by_size(
+        flat, limits, [False] * len(flat), list(range(len(flat)))
+    )
     assert ours == [list(b) for b in theirs]
 
 
