@@ -138,10 +138,12 @@ def test_bucketed_allreduce_prediction_against_gloo_ddp(tmp_path: Path) -> None:
     link = zero["link"]
     print(
         f"\nloopback link {link['bandwidth'] / 1e9:.3g} GB/s, {link['latency'] * 1e6:.3g} us per step; "
-        f"backward predicted {predicted['backward_ms']:.3g} ms (watch), measured under DDP {backward:.3g} ms; "
+        f"backward predicted {predicted['backward_ms']:.3g} ms (watch), "
+        f"measured under DDP {backward:.3g} ms; "
         f"all-reduce predicted {predicted['allreduce_ms']:.3g} ms, measured {time_ms:.3g} ms; "
         f"hidden predicted {predicted['allreduce_ms'] - predicted['exposed_ms']:.3g} ms, "
-        f"measured {hidden:.3g} ms; exposed predicted {predicted['exposed_ms']:.3g} ms, measured {exposed:.3g} ms"
+        f"measured {hidden:.3g} ms; exposed predicted {predicted['exposed_ms']:.3g} ms, "
+        f"measured {exposed:.3g} ms"
     )
     # Two cores shared with other work: a loose band, the figures themselves go to the README.
     assert predicted["allreduce_ms"] / 3 < time_ms < predicted["allreduce_ms"] * 3
