@@ -68,7 +68,7 @@ def toy_report() -> Report:
 
 
 def test_step_time_without_overlap(toy_report: Report) -> None:
-    prediction = predict_scaling(toy_report, gpus=(1, 2, 4, 8), link=TOY_LINK)
+    prediction = predict_scaling(toy_report, gpus=(1, 2, 4, 8), link=TOY_LINK, overlap=False)
     assert prediction.gradient_bytes == 4_000_000  # 1e6 params x 4 B (float32)
     assert prediction.forward_ms == 1.0 and prediction.backward_ms == 2.0
     assert not prediction.backward_estimated
@@ -91,26 +91,37 @@ def test_step_time_without_overlap(toy_report: Report) -> None:
     assert prediction.row(8).time_fraction == pytest.approx(10.014 / (8 * 3.0))
 
 
-def test_overlap_hides_the_allreduce_behind_the_backward(toy_report: Report) -> None:
+def test_buckets_overlap_the_backward_rows_that_come_after_them() -> None:
+    # Two layers of 500,000 params (2 MB of float32 gradients each, above DDP's 1 MiB first bucket):
+    # fc2's backward runs first (0-1 ms), fc1's second (1-2 ms), so fc2's bucket is ready at 1 ms.
+    report = _report(
+        _row("fc1", "forward", 0.5, PARAMS // 2),
+        _row("fc2", "forward", 0.5, PARAMS // 2),
+        _row("fc2", "backward", 1.0),
+        _row("fc1", "backward", 1.0),
+    )
     fast = LinkSpec("fast", "Fast toy link", bandwidth_bytes_per_s=2e9, latency_s=1e-6)
-    prediction = predict_scaling(toy_report, gpus=(1, 2, 8), link=fast, overlap=True)
-    assert prediction.overlap
-    # N=2: 2*1/2 * 4e6 / 2e9 s = 2 ms... + 0.002 ms = 2.002 ms > backward 2 ms -> step 1 + 2.002
-    # N=8: 2*7/8 * 4e6 / 2e9 s = 3.5 ms + 0.014 ms = 3.514 ms                -> step 1 + 3.514
+    prediction = predict_scaling(report, gpus=(1, 2, 8), link=fast)
+    assert prediction.overlap and prediction.bucket_mb == 25.0
+    # N=2: each bucket 2e6 / 2e9 s = 1 ms + 2 x 1 us: bucket 0 1 -> 2.002, bucket 1 2.002 -> 3.004
+    two = prediction.row(2)
+    assert [(b.start_ms, b.end_ms) for b in two.buckets] == [
+        pytest.approx((1.0, 2.002)),
+        pytest.approx((2.002, 3.004)),
+    ]
     assert prediction.row(1).step_ms == pytest.approx(3.0)
-    assert prediction.row(2).step_ms == pytest.approx(1.0 + 2.002)
-    assert prediction.row(8).step_ms == pytest.approx(1.0 + 3.514)
-    assert prediction.row(8).speedup == pytest.approx(8 * 3.0 / 4.514)
-    # A link fast enough to finish within the backward: the all-reduce costs nothing.
+    assert two.step_ms == pytest.approx(1.0 + 3.004)
+    assert two.exposed_ms == pytest.approx(1.004) and two.allreduce_ms == pytest.approx(2.004)
+    # N=8: 2*7/8 * 2e6 / 2e9 s = 1.75 ms + 14 us = 1.764 ms: 1 -> 2.764, 2.764 -> 4.528
+    assert prediction.row(8).step_ms == pytest.approx(1.0 + 4.528)
+    assert prediction.row(8).speedup == pytest.approx(8 * 3.0 / 5.528)
+    # A faster link: bucket 0 (1 -> 1.5 ms) is hidden; the last bucket (2 -> 2.5 ms) never can be.
     faster = LinkSpec("faster", "Faster toy link", bandwidth_bytes_per_s=4e9, latency_s=0.0)
-    hidden = predict_scaling(toy_report, gpus=(4,), link=faster, overlap=True)
-    # 2*3/4 * 4e6 / 4e9 s = 1.5 ms < backward 2 ms -> step = 1 + 2 = 3 ms, speedup 4
-    assert hidden.row(4).allreduce_ms == pytest.approx(1.5)
-    assert hidden.row(4).step_ms == pytest.approx(3.0)
-    assert hidden.row(4).speedup == pytest.approx(4.0)
-    assert hidden.row(4).efficiency == pytest.approx(1.0)
-    # Without overlap the same link still adds its 1.5 ms.
-    assert predict_scaling(toy_report, gpus=(4,), link=faster).row(4).step_ms == pytest.approx(4.5)
+    hidden = predict_scaling(report, gpus=(2,), link=faster).row(2)
+    assert hidden.step_ms == pytest.approx(3.5) and hidden.exposed_ms == pytest.approx(0.5)
+    # One all-reduce after the backward: 4e6 / 4e9 s = 1 ms, all exposed.
+    after = predict_scaling(report, gpus=(2,), link=faster, overlap=False).row(2)
+    assert after.step_ms == pytest.approx(4.0) and after.exposed_ms == pytest.approx(1.0)
 
 
 def test_one_gpu_has_no_allreduce(toy_report: Report) -> None:
@@ -185,9 +196,13 @@ def test_table_and_dict(toy_report: Report) -> None:
     assert "Toy" in text and "h100-sxm" in text and "toy" in text
     lines = text.splitlines()
     eight = next(line for line in lines if line.startswith("8 "))
+    # one bucket of 4 MB ready at the backward's end: all 7.014 ms exposed
     # step 3 + 7.014 = 10.014 ms; speedup 24 / 10.014 = 2.40x; efficiency 30%
-    assert re.split(r"\s{2,}", eight.strip())[:6] == ["8", "3.000", "7.014", "10.014", "2.40x", "30%"]
-    assert lines[-1].startswith("8 GPUs: 2.40x")
+    cells = re.split(r"\s{2,}", eight.strip())[:8]
+    assert cells == ["8", "16", "3.000", "7.014", "7.014", "10.014", "2.40x", "30%"]
+    assert lines[-1].startswith("Going from 1 to 8 h100-sxm GPUs over toy multiplies throughput by 2.40")
+    assert "7.01 ms of the 10 ms step waits for it" in lines[-1]
+    assert lines[-1] == prediction.paragraph()
     with pytest.raises(InvalidArgumentError, match="table format"):
         prediction.table(fmt="nope")
     document = json.loads(json.dumps(prediction.to_dict()))
@@ -321,9 +336,8 @@ RESNET18_PARAMS = 11_689_512
 
 
 def test_cli_table(capsys: pytest.CaptureFixture[str]) -> None:
-    code = main(
-        ["scale", "torchvision:resnet18", "--input-size", "1,3,64,64", "--gpus", "1,2", "--link", "pcie4"]
-    )
+    argv = ["scale", "torchvision:resnet18", "--input-size", "1,3,64,64", "--gpus", "1,2", "--link", "pcie4"]
+    code = main([*argv, "--no-overlap", "--no-max-batch"])
     out, err = capsys.readouterr()
     assert code == 0, err
     # 2*1/2 * 11,689,512 * 4 B / 31.5e9 B/s = 1.4844 ms, + 2 * 5.7 us = 1.4958 ms
@@ -331,14 +345,14 @@ def test_cli_table(capsys: pytest.CaptureFixture[str]) -> None:
     assert f"{allreduce_ms:.3f}" in out
     assert "torchvision:resnet18 on h100-sxm over pcie4" in out
     assert "11,689,512 params" in out
-    assert out.rstrip().splitlines()[-1].startswith("2 GPUs:")
+    assert out.rstrip().splitlines()[-1].startswith("Going from 1 to 2 h100-sxm GPUs over pcie4")
 
 
 def test_cli_json_with_batch_and_options(capsys: pytest.CaptureFixture[str]) -> None:
     argv = [
         "scale", "torchvision:resnet18", "--input-size", "1,3,64,64", "--batch", "2", "--gpus", "4",
         "--target", "a100", "--link", "nvlink3", "--dtype", "fp16", "--grad-dtype", "fp16", "--overlap",
-        "--format", "json",
+        "--format", "json", "--no-max-batch",
     ]  # fmt: skip
     code = main(argv)
     out, err = capsys.readouterr()
@@ -349,10 +363,17 @@ def test_cli_json_with_batch_and_options(capsys: pytest.CaptureFixture[str]) -> 
     assert document["overlap"] is True and document["backward_estimated"] is False
     assert document["gradient_bytes"] == RESNET18_PARAMS * 2  # fp16 gradients
     (row,) = document["rows"]
-    # 2*3/4 * 11,689,512 * 2 B / 300e9 B/s + 6 * 3.4 us
-    assert row["allreduce_ms"] == pytest.approx((1.5 * RESNET18_PARAMS * 2 / 300e9 + 6 * 3.4e-6) * 1e3)
+    # each bucket: 2*3/4 * its bytes / 300e9 B/s + 6 * 3.4 us; the buckets hold every gradient
+    buckets = row["buckets"]
+    assert len(buckets) > 1 and sum(b["bytes"] for b in buckets) == RESNET18_PARAMS * 2
+    assert row["allreduce_ms"] == pytest.approx(
+        sum((1.5 * b["bytes"] / 300e9 + 6 * 3.4e-6) * 1e3 for b in buckets)
+    )
     forward, backward = document["forward_ms"], document["backward_ms"]
-    assert row["step_ms"] == pytest.approx(forward + max(backward, row["allreduce_ms"]))
+    # sgd (the default): read p and g, write p: 3 x 4 B per parameter over A100's 1,555 GB/s
+    assert row["optimizer_ms"] == pytest.approx(RESNET18_PARAMS * 12 / 1555e9 * 1e3, rel=1e-3)
+    end = buckets[-1]["end_ms"]
+    assert row["step_ms"] == pytest.approx(forward + max(backward, end) + row["optimizer_ms"])
 
 
 @pytest.mark.parametrize(

@@ -44,6 +44,7 @@ _EXPORTS: dict[str, str] = {
     "list_links": "layerprof.hardware.table",
     "predict_scaling": "layerprof.analysis.scaling",
     "ScalingPrediction": "layerprof.analysis.scaling",
+    "predict_scaling_global": "layerprof.analysis.scaling_global",
     "measure_device": "layerprof.hardware.measure",
     "conv_cost": "layerprof.analysis.whatif",
     "ConvCost": "layerprof.analysis.whatif",
@@ -113,6 +114,7 @@ __all__ = [
     "measure_device",
     "nvtx",
     "predict_scaling",
+    "predict_scaling_global",
     "profile",
     "sinks",
     "watch",
@@ -136,6 +138,7 @@ if TYPE_CHECKING:
     from layerprof.analysis.budgets import BudgetResult, Budgets, assert_within
     from layerprof.analysis.max_batch import max_batch
     from layerprof.analysis.scaling import ScalingPrediction, predict_scaling
+    from layerprof.analysis.scaling_global import predict_scaling_global
     from layerprof.analysis.whatif import ConvCost, conv_cost
     from layerprof.api import sinks
     from layerprof.api.analyzing import analyze

@@ -14,6 +14,8 @@ import warnings
 from dataclasses import replace
 from typing import Any
 
+from layerprof.analysis.buckets import DEFAULT_BUCKET_MB, check_bucket_mb
+from layerprof.analysis.scaling import OPTIMIZER_TENSORS
 from layerprof.cli.loader import load_model, parse_model_args
 from layerprof.cli.model_args import add_model_arguments, input_sizes
 from layerprof.core.dtypes import canonical_name
@@ -70,7 +72,36 @@ def add_parser(commands: Any) -> None:
         help="interconnect between the GPUs (default nvlink4; `layerprof devices` lists them)",
     )
     parser.add_argument(
-        "--overlap", action="store_true", help="all-reduce during the backward (as DDP buckets do)"
+        "--overlap",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="all-reduce DDP's buckets during the backward, each once its gradients are ready "
+        "(default); --no-overlap: one all-reduce after the whole backward",
+    )
+    parser.add_argument(
+        "--bucket-mb",
+        default=None,
+        metavar="MiB",
+        help="DDP's bucket_cap_mb (default 25, with DDP's 1 MiB first bucket)",
+    )
+    parser.add_argument(
+        "--global-batch",
+        default=None,
+        metavar="B",
+        help="fixed total batch split over the GPUs (B / N each; every GPU count must divide B) "
+        "instead of --batch per GPU",
+    )
+    parser.add_argument(
+        "--optimizer",
+        choices=tuple(OPTIMIZER_TENSORS),
+        default="sgd",
+        help="optimizer whose state and step are counted (default sgd)",
+    )
+    parser.add_argument(
+        "--max-batch",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="search the largest per-GPU batch that fits the target's memory (default on)",
     )
     parser.add_argument("--format", choices=FORMATS, default="table", help="output format (default table)")
     parser.set_defaults(run=run)
@@ -98,13 +129,47 @@ def _batch(text: str | None) -> int | None:
         raise InvalidArgumentError(f"--batch must be a positive int, got {text!r}") from None
 
 
+def _bucket_mb(text: str | None) -> float:
+    if text is None:
+        return DEFAULT_BUCKET_MB
+    try:
+        value = float(text)
+    except ValueError:
+        raise InvalidArgumentError(f"--bucket-mb must be a number of MiB > 0, got {text!r}") from None
+    try:
+        return check_bucket_mb(value)
+    except InvalidArgumentError:
+        raise InvalidArgumentError(f"--bucket-mb must be a finite number of MiB > 0, got {text!r}") from None
+
+
+def _global_batch(text: str | None, gpus: tuple[int, ...], batch: int | None) -> int | None:
+    if text is None:
+        return None
+    if batch is not None:
+        raise InvalidArgumentError(f"--global-batch {text} and --batch {batch}: give one of them")
+    try:
+        value = positive_int("--global-batch", int(text))
+    except ValueError:
+        raise InvalidArgumentError(f"--global-batch must be a positive int, got {text!r}") from None
+    uneven = [str(n) for n in gpus if value % n]
+    if uneven:
+        raise InvalidArgumentError(
+            f"--global-batch {value} does not split evenly over {', '.join(uneven)} GPUs (--gpus); "
+            "DDP runs the same batch on every GPU"
+        )
+    return value
+
+
 def run(args: argparse.Namespace) -> int:
     from layerprof.analysis.scaling import predict_scaling
+    from layerprof.analysis.scaling_global import ddp_max_batch, predict_scaling_global
     from layerprof.api.analyzing import analyze
 
     # Everything that can be refused is refused before the model is built.
     gpus = _gpus(args.gpus)
     batch = _batch(args.batch)
+    bucket_mb = _bucket_mb(args.bucket_mb)
+    global_batch = _global_batch(args.global_batch, gpus, batch)
     link = get_link(args.link)
     (target,) = resolve_targets(args.target)
     model_args = parse_model_args(args.model_arg)
@@ -121,16 +186,38 @@ def run(args: argparse.Namespace) -> int:
         if batch is not None:
             sizes = [(batch, *size[1:]) for size in sizes]
         loaded.model.train()  # a training step: dropout on, batch norm on batch statistics
-        report = analyze(
-            loaded.model,
-            input_size=sizes[0] if len(sizes) == 1 else sizes,
-            dtype=DTYPES[args.dtype],
-            target=target,
-            backward=True,
-        )
-        prediction = predict_scaling(
-            report, gpus, target, link, grad_dtype=DTYPES[args.grad_dtype], overlap=args.overlap
-        )
+        dtype, grad_dtype = DTYPES[args.dtype], DTYPES[args.grad_dtype]
+        options: dict[str, Any] = {
+            "grad_dtype": grad_dtype, "overlap": args.overlap, "bucket_mb": bucket_mb,
+            "optimizer": args.optimizer,
+        }  # fmt: skip
+        if global_batch is not None:
+            if len(sizes) != 1:
+                raise InvalidArgumentError("--global-batch takes a model with one input")
+            prediction = predict_scaling_global(
+                loaded.model, sizes[0], global_batch, gpus, target, link, dtype=dtype, **options
+            )
+        else:
+            report = analyze(
+                loaded.model,
+                input_size=sizes[0] if len(sizes) == 1 else sizes,
+                dtype=dtype,
+                target=target,
+                backward=True,
+                optimizer=args.optimizer,
+            )
+            prediction = predict_scaling(report, gpus, target, link, model=loaded.model, **options)
+        if args.max_batch and target.memory_bytes is not None:
+            many = any(n > 1 for n in gpus)
+            found = ddp_max_batch(
+                loaded.model,
+                sizes[0] if len(sizes) == 1 else sizes,
+                target,
+                optimizer=args.optimizer,
+                dtype=dtype,
+                ddp_bytes=prediction.gradient_bytes if many else 0,
+            )
+            prediction = replace(prediction, max_batch_per_gpu=found)
     for message in dict.fromkeys(str(w.message) for w in caught):
         print(f"layerprof scale: warning: {message}", file=sys.stderr)
 
