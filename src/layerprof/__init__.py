@@ -54,6 +54,9 @@ _EXPORTS: dict[str, str] = {
     "BudgetResult": "layerprof.analysis.budgets",
     "assert_within": "layerprof.analysis.budgets",
     "max_batch": "layerprof.analysis.max_batch",
+    "compare_devices": "layerprof.analysis.cards",
+    "CardsResult": "layerprof.analysis.cards",
+    "CardRow": "layerprof.analysis.cards",
     "MemoryReport": "layerprof.report.memory",
     "MemorySnapshot": "layerprof.report.memory",
     "LayerprofError": "layerprof.errors",
@@ -71,6 +74,8 @@ __all__ = [
     "AllreduceTime",
     "BudgetResult",
     "Budgets",
+    "CardRow",
+    "CardsResult",
     "ConvCost",
     "Crosscheck",
     "DemoNet",
@@ -100,6 +105,7 @@ __all__ = [
     "__version__",
     "analyze",
     "assert_within",
+    "compare_devices",
     "conv_cost",
     "demo_model",
     "get_device",
@@ -132,6 +138,7 @@ def __dir__() -> list[str]:
 
 if TYPE_CHECKING:
     from layerprof.analysis.budgets import BudgetResult, Budgets, assert_within
+    from layerprof.analysis.cards import CardRow, CardsResult, compare_devices
     from layerprof.analysis.max_batch import max_batch
     from layerprof.analysis.scaling import ScalingPrediction, predict_scaling
     from layerprof.analysis.whatif import ConvCost, conv_cost
