@@ -12,7 +12,12 @@ if TYPE_CHECKING:
 
 __all__ = ["answer", "baseline", "bound_words"]
 
-_SHARE_WORDS = {"compute": "compute", "DRAM": "DRAM traffic", "cache": "cache traffic", "overhead": "launch overhead"}
+_SHARE_WORDS = {
+    "compute": "compute",
+    "DRAM": "DRAM traffic",
+    "cache": "cache traffic",
+    "overhead": "launch overhead",
+}
 
 
 def bound_words(bound: str) -> str:
@@ -74,7 +79,8 @@ def answer(result: CardsResult, *, max_batch: bool = False) -> str:
         cheap = min(costed, key=lambda r: r.usd_per_million_images or 0.0)
         kind = "given" if cheap.hourly_price_from == "given" else "typical"
         parts.append(
-            f"The cheapest per million images is {cheap.device}: ${_num(cheap.usd_per_million_images or 0.0)} "
+            f"The cheapest per million images is {cheap.device}: "
+            f"${_num(cheap.usd_per_million_images or 0.0)} "
             f"at {kind} ${cheap.price_per_hour_usd:.2f}/h."
         )
     else:

@@ -23,7 +23,9 @@ def hourly_prices(given: Mapping[str, object] | None, devices: Sequence[DeviceSp
     if given is None:
         return {}
     if not isinstance(given, Mapping):
-        raise InvalidArgumentError(f"price_per_hour must be a mapping of device -> USD per hour, got {given!r:.80}")
+        raise InvalidArgumentError(
+            f"price_per_hour must be a mapping of device -> USD per hour, got {given!r:.80}"
+        )
     labels = {lookup_key(label): spec.name for spec in devices for label in (spec.name, *spec.aliases)}
     prices: dict[str, float] = {}
     for name, price in given.items():
@@ -60,7 +62,7 @@ def parse_price_list(text: str) -> dict[str, float]:
             price = float(value.strip().removeprefix("$"))
         except ValueError:
             raise InvalidArgumentError(
-                f"--price-per-hour {name.strip()}={value.strip()!r}: the price is not a number of USD per hour"
+                f"--price-per-hour {name.strip()}={value.strip()!r}: the price is not a number (USD per hour)"
             ) from None
         prices[name.strip()] = price
     if not prices:
@@ -85,6 +87,7 @@ def read_price_file(path: str | Path) -> dict[str, object]:
         document = document["price_per_hour_usd"]
     if not isinstance(document, Mapping):
         raise InvalidArgumentError(
-            f"prices file {str(where)!r} must be a table of device = USD per hour, got {type(document).__name__}"
+            f"prices file {str(where)!r} must be a table of device = USD per hour, "
+            f"got {type(document).__name__}"
         )
     return {str(k): v for k, v in document.items()}

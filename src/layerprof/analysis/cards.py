@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from layerprof.analysis.card_prices import hourly_prices
 from layerprof.errors import InvalidArgumentError
-from layerprof.hardware.specs import DeviceSpec, PeakFallbackWarning, normalize_dtype
+from layerprof.hardware.specs import DeviceSpec, PeakFallbackWarning, lookup_key, normalize_dtype
 from layerprof.hardware.table import list_devices
 from layerprof.hardware.targets import TargetArg, resolve_targets
 
@@ -179,13 +179,17 @@ def _pick(available: Sequence[DeviceSpec], targets: TargetArg) -> tuple[DeviceSp
     if targets is None:
         return tuple(available)
     by_name = {spec.name: spec for spec in available}
+    labels = {lookup_key(label): spec for spec in available for label in (spec.name, *spec.aliases)}
+    items = [targets] if isinstance(targets, (str, DeviceSpec)) else list(targets)
     picked = []
-    for spec in resolve_targets(targets):
-        if spec.name not in by_name:
+    for item in items:
+        name = item.name if isinstance(item, DeviceSpec) else str(item)
+        spec = labels.get(lookup_key(name))
+        if spec is None:
             raise InvalidArgumentError(
-                f"target {spec.name!r} is not among the report's targets: {', '.join(by_name)}"
+                f"target {name!r} is not among the report's targets: {', '.join(by_name)}"
             )
-        picked.append(by_name[spec.name])
+        picked.append(spec)
     return tuple(picked)
 
 
@@ -253,11 +257,15 @@ def _count(
 
 
 def _first_batch(size: Any) -> int:
-    first = size[0] if isinstance(size, (list, tuple)) and size and isinstance(size[0], (list, tuple)) else size
+    first = (
+        size[0] if isinstance(size, (list, tuple)) and size and isinstance(size[0], (list, tuple)) else size
+    )
     try:
         return int(first[0])
     except (TypeError, IndexError, ValueError):
-        raise InvalidArgumentError(f"input_size must be batch first, such as (1, 3, 224, 224); got {size!r:.80}") from None
+        raise InvalidArgumentError(
+            f"input_size must be batch first, such as (1, 3, 224, 224); got {size!r:.80}"
+        ) from None
 
 
 def _dtype_key(report: Report) -> str:
@@ -288,7 +296,9 @@ def _row(
     per_s = batch / (time_ms / 1e3) if time_ms > 0 else math.inf
     memory = report.memory_by_target.get(spec.name)
     fits = None if memory is None or memory.capacity_bytes is None else memory.fits()
-    hourly, source = (prices[spec.name], "given") if spec.name in prices else (spec.price_per_hour_usd, "table")
+    hourly, source = (
+        (prices[spec.name], "given") if spec.name in prices else (spec.price_per_hour_usd, "table")
+    )
     per_k = None if spec.price_usd is None else per_s / (spec.price_usd / 1e3)
     per_million = None if hourly is None or not math.isfinite(per_s) else hourly * 1e6 / (per_s * 3600.0)
     return CardRow(

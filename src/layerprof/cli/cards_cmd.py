@@ -53,18 +53,28 @@ def add_parser(commands: Any) -> None:
         size_help="input size, batch first (repeatable, one per input; default 1,3,224,224 or the "
         "torchvision weights' crop size)",
     )
-    parser.add_argument("--dtype", type=_dtype, default=None, metavar="{fp32,fp16,bf16,int8}", help="default fp32")
+    parser.add_argument(
+        "--dtype", type=_dtype, default=None, metavar="{fp32,fp16,bf16,int8}", help="default fp32"
+    )
     sizes = parser.add_mutually_exclusive_group()
-    sizes.add_argument("--batch", default=None, metavar="N", help="batch: replaces the first dimension of each input")
+    sizes.add_argument(
+        "--batch", default=None, metavar="N", help="batch: replaces the first dimension of each input"
+    )
     sizes.add_argument(
         "--max-batch", action="store_true", help="run each device at the largest batch that fits its memory"
     )
     parser.add_argument("--train", action="store_true", help="a training step (forward and backward)")
     parser.add_argument(
-        "--optimizer", choices=tuple(OPTIMIZER_NAMES), default=None, help="add this optimizer's step and state"
+        "--optimizer",
+        choices=tuple(OPTIMIZER_NAMES),
+        default=None,
+        help="add this optimizer's step and state",
     )
     parser.add_argument(
-        "--target", default=None, metavar="A,B,...", help="devices to compare (default every device of the table)"
+        "--target",
+        default=None,
+        metavar="A,B,...",
+        help="devices to compare (default every device of the table)",
     )
     parser.add_argument(
         "--price-per-hour",
@@ -73,10 +83,17 @@ def add_parser(commands: Any) -> None:
         help="hourly prices that replace the table's typical ones: t4=0.35,a100-40gb=1.10",
     )
     parser.add_argument(
-        "--prices", default=None, metavar="FILE", help="hourly prices from a TOML or JSON table (device = USD)"
+        "--prices",
+        default=None,
+        metavar="FILE",
+        help="hourly prices from a TOML or JSON table (device = USD)",
     )
-    parser.add_argument("--sort", default="time", metavar="{" + ",".join(SORT_CHOICES) + "}", help="default time")
-    parser.add_argument("--format", default="table", metavar="{" + ",".join(FORMATS) + "}", help="default table")
+    parser.add_argument(
+        "--sort", default="time", metavar="{" + ",".join(SORT_CHOICES) + "}", help="default time"
+    )
+    parser.add_argument(
+        "--format", default="table", metavar="{" + ",".join(FORMATS) + "}", help="default table"
+    )
     parser.set_defaults(run=run)
 
 
@@ -114,14 +131,11 @@ def run(args: argparse.Namespace) -> int:
         raise InvalidArgumentError(f"--format {args.format!r} is not one of {', '.join(FORMATS)}")
     batch = _batch(args.batch)
     targets = _targets(args.target)
-    prices: dict[str, object] = dict(read_price_file(args.prices)) if args.prices else {}
+    devices = targets if targets is not None else list(list_devices())
+    # Checked against the devices compared; the flag wins over the file, whatever spelling each uses.
+    prices = hourly_prices(read_price_file(args.prices), devices) if args.prices else {}
     if args.price_per_hour:
-        given = parse_price_list(args.price_per_hour)
-        # The flag wins over the file, whatever spelling of the device each uses.
-        devices = targets if targets is not None else list(list_devices())
-        flagged = hourly_prices(given, devices)
-        prices = {k: v for k, v in hourly_prices(prices, devices).items() if k not in flagged} | flagged
-    hourly_prices(prices, targets if targets is not None else list(list_devices()))
+        prices |= hourly_prices(parse_price_list(args.price_per_hour), devices)
     model_args = parse_model_args(args.model_arg)
 
     with warnings.catch_warnings(record=True) as caught:
@@ -140,7 +154,7 @@ def run(args: argparse.Namespace) -> int:
             max_batch=args.max_batch,
             backward=training,
             optimizer=args.optimizer,
-            price_per_hour=prices or None,
+            price_per_hour=dict(prices) or None,
             sort=args.sort,
         )
     for message in dict.fromkeys(str(w.message) for w in caught):

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from tabulate import tabulate
 
 from layerprof.analysis.cards import CardRow, CardsResult
+from layerprof.core.units import binary_bytes
 
 __all__ = ["HEADERS", "render"]
 
@@ -19,7 +20,10 @@ _MISSING = "-"
 
 
 def _money(value: float | None, digits: int = 2) -> str:
-    return _MISSING if value is None else f"${value:,.{digits}f}"
+    """``$1,599``, ``$0.35``; below $1, three significant figures (``$0.00123``): never ``$0.00``."""
+    if value is None:
+        return _MISSING
+    return f"${value:.3g}" if 0 < value < 1 else f"${value:,.{digits}f}"
 
 
 def _number(value: float | None) -> str:
@@ -34,8 +38,8 @@ def _fits(row: CardRow) -> str:
     return "yes" if row.fits else "NO"
 
 
-def _gib(value: int | None) -> str:
-    return _MISSING if value is None else f"{value / 2**30:.2f}"
+def _bytes(value: int | None) -> str:
+    return _MISSING if value is None else binary_bytes(value)
 
 
 def _hourly(row: CardRow) -> str:
@@ -54,8 +58,8 @@ _COLUMNS: tuple[tuple[str, Callable[[CardRow], str]], ...] = (
     ("DRAM", lambda r: f"{r.shares.get('DRAM', 0.0):.0%}"),
     ("cache", lambda r: f"{r.shares.get('cache', 0.0):.0%}"),
     ("overhead", lambda r: f"{r.shares.get('overhead', 0.0):.0%}"),
-    ("peak GiB", lambda r: _gib(r.peak_bytes)),
-    ("mem GiB", lambda r: _gib(r.memory_bytes)),
+    ("peak", lambda r: _bytes(r.peak_bytes)),
+    ("memory", lambda r: _bytes(r.memory_bytes)),
     ("fits", _fits),
     ("max batch", lambda r: _MISSING if r.max_batch is None else str(r.max_batch)),
     ("list price", lambda r: _money(r.price_usd, 0)),
@@ -96,10 +100,11 @@ def render(result: CardsResult, fmt: str) -> str:
         head = "".join(f"<th>{html.escape(h)}</th>" for h in headers)
         body = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>" for row in rows)
         return (
-            f"<table class=\"layerprof-cards\"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>\n"
+            f'<table class="layerprof-cards"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>\n'
             f"<p>{html.escape(result.answer)}</p>\n<p><small>{html.escape(_footer(result))}</small></p>"
         )
     style = "github" if fmt == "markdown" else "simple"
     table = tabulate(rows, headers=headers, tablefmt=style, disable_numparse=True)
-    title = f"{result.model_name or 'model'}: {result.dtype}, {'training' if result.training else 'inference'} step"
+    step = "training" if result.training else "inference"
+    title = f"{result.model_name or 'model'}: {result.dtype}, {step} step"
     return f"{title}\n\n{table}\n\n{result.answer}\n\n{_footer(result)}"
