@@ -188,7 +188,7 @@ def test_the_paragraph_is_built_from_the_numbers() -> None:
     assert dearer.answer != result.answer
     assert dearer.answer.startswith("On a slowbw")  # now the cheapest by the hour
     assert "The cheapest per million images is slowbw" in dearer.answer
-    assert f"${dearer.row('slowbw').usd_per_million_images:.3g}" in dearer.answer
+    assert f"${dearer.row('slowbw').usd_per_million_images:#.3g}" in dearer.answer
 
 
 def test_bad_arguments_name_the_value() -> None:

@@ -40,7 +40,7 @@ def _num(value: float) -> str:
     """3 significant figures, thousands separated: 0.0123, 1.23, 123, 1,230."""
     if value >= 100:
         return f"{value:,.0f}"
-    return f"{value:.3g}"
+    return f"{value:#.3g}"
 
 
 def answer(result: CardsResult, *, max_batch: bool = False) -> str:
@@ -81,7 +81,7 @@ def answer(result: CardsResult, *, max_batch: bool = False) -> str:
         parts.append(
             f"The cheapest per million images is {cheap.device}: "
             f"${_num(cheap.usd_per_million_images or 0.0)} "
-            f"at {kind} ${cheap.price_per_hour_usd:.2f}/h."
+            f"at {kind} ${_num(cheap.price_per_hour_usd or 0.0)}/h."
         )
     else:
         parts.append("No device compared has an hourly price, so there is no cost per million images.")

@@ -23,13 +23,13 @@ def _money(value: float | None, digits: int = 2) -> str:
     """``$1,599``, ``$0.35``; below $1, three significant figures (``$0.00123``): never ``$0.00``."""
     if value is None:
         return _MISSING
-    return f"${value:.3g}" if 0 < value < 1 else f"${value:,.{digits}f}"
+    return f"${value:#.3g}" if 0 < value < 1 else f"${value:,.{digits}f}"
 
 
 def _number(value: float | None) -> str:
     if value is None:
         return _MISSING
-    return f"{value:,.0f}" if value >= 100 else f"{value:.3g}"
+    return f"{value:,.0f}" if value >= 100 else f"{value:#.3g}"
 
 
 def _fits(row: CardRow) -> str:
