@@ -51,7 +51,7 @@ def _hourly(row: CardRow) -> str:
 _COLUMNS: tuple[tuple[str, Callable[[CardRow], str]], ...] = (
     ("device", lambda r: r.device + (" *" if r.best else "")),
     ("batch", lambda r: str(r.batch)),
-    ("ms/step", lambda r: f"{r.time_ms:.4g}"),
+    ("ms/step", lambda r: f"{r.time_ms:#.4g}"),
     ("images/s", lambda r: _number(r.images_per_s)),
     ("bound", lambda r: r.bound + (" (fp32 peak)" if r.dtype_fallback else "")),
     ("compute", lambda r: f"{r.shares.get('compute', 0.0):.0%}"),
