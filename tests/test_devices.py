@@ -73,7 +73,13 @@ def test_every_figure_has_a_source(spec: DeviceSpec) -> None:
     needed = ["memory_bandwidth_bytes_per_s"]
     needed += [f"matrix_peak_flops_per_s.{dtype}" for dtype in spec.matrix_peak_flops_per_s]
     needed += [f"vector_peak_flops_per_s.{dtype}" for dtype in spec.vector_peak_flops_per_s]
-    for optional in ("l2_cache_bytes", "memory_bytes", "launch_overhead_s", "price_usd"):
+    for optional in (
+        "l2_cache_bytes",
+        "memory_bytes",
+        "launch_overhead_s",
+        "price_usd",
+        "price_per_hour_usd",
+    ):
         if getattr(spec, optional) is not None:
             needed.append(optional)
     for level in spec.cache_levels:

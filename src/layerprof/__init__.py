@@ -56,6 +56,9 @@ _EXPORTS: dict[str, str] = {
     "BudgetResult": "layerprof.analysis.budgets",
     "assert_within": "layerprof.analysis.budgets",
     "max_batch": "layerprof.analysis.max_batch",
+    "compare_devices": "layerprof.analysis.cards",
+    "CardsResult": "layerprof.analysis.cards",
+    "CardRow": "layerprof.analysis.cards",
     "MemoryReport": "layerprof.report.memory",
     "MemorySnapshot": "layerprof.report.memory",
     "LayerprofError": "layerprof.errors",
@@ -73,6 +76,8 @@ __all__ = [
     "AllreduceTime",
     "BudgetResult",
     "Budgets",
+    "CardRow",
+    "CardsResult",
     "ConvCost",
     "Crosscheck",
     "DemoNet",
@@ -103,6 +108,7 @@ __all__ = [
     "__version__",
     "analyze",
     "assert_within",
+    "compare_devices",
     "conv_cost",
     "demo_model",
     "get_device",
@@ -136,6 +142,7 @@ def __dir__() -> list[str]:
 
 if TYPE_CHECKING:
     from layerprof.analysis.budgets import BudgetResult, Budgets, assert_within
+    from layerprof.analysis.cards import CardRow, CardsResult, compare_devices
     from layerprof.analysis.max_batch import max_batch
     from layerprof.analysis.scaling import ScalingPrediction, predict_scaling
     from layerprof.analysis.scaling_global import predict_scaling_global

@@ -65,6 +65,7 @@ _FIELDS = (
     "memory_bytes",
     "launch_overhead_s",
     "price_usd",
+    "price_per_hour_usd",
     "sources",
     "measured",
 )
@@ -230,6 +231,9 @@ class DeviceSpec:
     #: The launch/dispatch floor of one kernel in seconds: no kernel runs faster than this.
     launch_overhead_s: float | None = None
     price_usd: float | None = None
+    #: A typical on-demand cloud price of one such device per hour, USD (its source names the
+    #: provider, region and date); None when the table has no published figure.
+    price_per_hour_usd: float | None = None
     sources: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}), hash=False)
     measured: bool = False
 
@@ -258,7 +262,11 @@ class DeviceSpec:
                 raise InvalidDeviceSpecError(
                     f"device {device!r}: {name} must be a positive int or None, got {value!r}"
                 )
-        for name, optional in (("launch_overhead_s", self.launch_overhead_s), ("price_usd", self.price_usd)):
+        for name, optional in (
+            ("launch_overhead_s", self.launch_overhead_s),
+            ("price_usd", self.price_usd),
+            ("price_per_hour_usd", self.price_per_hour_usd),
+        ):
             if optional is not None and not positive_finite(optional):
                 raise InvalidDeviceSpecError(
                     f"device {device!r}: {name} must be a positive finite number or None, got {optional!r}"
@@ -333,6 +341,7 @@ class DeviceSpec:
             "memory_bytes": self.memory_bytes,
             "launch_overhead_s": self.launch_overhead_s,
             "price_usd": self.price_usd,
+            "price_per_hour_usd": self.price_per_hour_usd,
             "sources": dict(self.sources),
             "measured": self.measured,
         }
@@ -344,7 +353,7 @@ class DeviceSpec:
         Required keys: ``name``, ``memory_bandwidth_bytes_per_s``, ``matrix_peak_flops_per_s``,
         ``vector_peak_flops_per_s``. Optional: ``full_name`` (defaults to ``name``), ``kind`` (``"gpu"``),
         ``aliases``, ``l2_cache_bytes``, ``cache_levels``, ``memory_bytes``, ``launch_overhead_s``,
-        ``price_usd``, ``sources``, ``measured``.
+        ``price_usd``, ``price_per_hour_usd``, ``sources``, ``measured``.
         Unknown keys are refused so that a typo does not silently drop a figure.
         """
         if not isinstance(entry, Mapping):
@@ -382,6 +391,7 @@ class DeviceSpec:
             memory_bytes=entry.get("memory_bytes"),
             launch_overhead_s=entry.get("launch_overhead_s"),
             price_usd=entry.get("price_usd"),
+            price_per_hour_usd=entry.get("price_per_hour_usd"),
             sources=entry.get("sources", {}),
             measured=measured,
         )
