@@ -46,6 +46,9 @@ _EXPORTS: dict[str, str] = {
     "measure_device": "layerprof.hardware.measure",
     "conv_cost": "layerprof.analysis.whatif",
     "ConvCost": "layerprof.analysis.whatif",
+    "sweep": "layerprof.analysis.sweep",
+    "Sweep": "layerprof.analysis.sweep",
+    "SweepPoint": "layerprof.analysis.sweep",
     "Crosscheck": "layerprof.report.crosscheck",
     "Disagreement": "layerprof.report.crosscheck",
     "DemoNet": "layerprof.models.demonet",
@@ -94,6 +97,8 @@ __all__ = [
     "RankTimes",
     "Report",
     "ScalingPrediction",
+    "Sweep",
+    "SweepPoint",
     "UnknownDeviceError",
     "Verdict",
     "Watcher",
@@ -113,6 +118,7 @@ __all__ = [
     "predict_scaling",
     "profile",
     "sinks",
+    "sweep",
     "watch",
 ]
 
@@ -134,6 +140,7 @@ if TYPE_CHECKING:
     from layerprof.analysis.budgets import BudgetResult, Budgets, assert_within
     from layerprof.analysis.max_batch import max_batch
     from layerprof.analysis.scaling import ScalingPrediction, predict_scaling
+    from layerprof.analysis.sweep import Sweep, SweepPoint, sweep
     from layerprof.analysis.whatif import ConvCost, conv_cost
     from layerprof.api import sinks
     from layerprof.api.analyzing import analyze
