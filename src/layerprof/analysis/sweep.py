@@ -74,7 +74,8 @@ class SweepPoint:
         return intensity_of(self.flops, self.bytes_read, self.bytes_written)
 
     def value(self, axis: str) -> object:
-        return getattr(self.params, axis)
+        """This point's value of one axis (``channels``: both sides, the input's)."""
+        return getattr(self.params, "in_channels" if axis == "channels" else axis)
 
     def to_dict(self) -> dict[str, Any]:
         return {

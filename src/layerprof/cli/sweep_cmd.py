@@ -65,8 +65,9 @@ def _axis(values: list[Any] | None) -> object:
 def _ints(flag: str, text: str | None) -> list[int] | None:
     if text is None:
         return None
+    parts = _parts(flag, text)
     try:
-        return [int(part) for part in _parts(flag, text)]
+        return [int(part) for part in parts]
     except ValueError:
         raise InvalidArgumentError(f"{flag} {text!r} must be ints separated by commas") from None
 
