@@ -7,6 +7,7 @@ this only adds the lines that join each series' points in sweep order, and their
 from __future__ import annotations
 
 import logging
+import textwrap
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -60,7 +61,8 @@ def plot_sweep(result: Sweep, path: str | Path) -> Path:
     label_top = len(series[0][1]) if series else 1
     figure = build_figure(
         [panel for panel, _, _ in panels],
-        title=f"Sweep: {describe(result)}",
+        # One panel is narrow: the title wraps rather than clips.
+        title=textwrap.fill(f"Sweep: {describe(result)}", width=70 if len(panels) == 1 else 140),
         notes=("lines join each series' points in sweep order",),
         label_top=label_top,
         weight_meaning="FLOPs",

@@ -148,5 +148,10 @@ def summary(result: Sweep) -> str:
         )
     if len(series) > 1:
         others = ", ".join(name for name, _ in series[1:4]) + (", ..." if len(series) > 4 else "")
-        text.append(f"The other {len(series) - 1} series ({others}) are in the table.")
+        count = len(series) - 1
+        text.append(
+            f"The other series ({others}) is in the table."
+            if count == 1
+            else f"The other {count} series ({others}) are in the table."
+        )
     return " ".join(text)
