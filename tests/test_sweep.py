@@ -7,6 +7,8 @@ import json
 
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from torch import nn
 
 import layerprof
@@ -248,3 +250,40 @@ def test_plot_joins_each_series(tmp_path: object) -> None:
     svg = path.read_text()
     for text in ("NVIDIA T4 (float32)", "NVIDIA T4 (float16)", "float32 g=4", "float16 g=1", "k=5"):
         assert text in svg
+
+
+@settings(max_examples=40, deadline=None, derandomize=True)
+@given(
+    kernel=st.integers(-1, 9),
+    channels=st.integers(-1, 12),
+    groups=st.integers(0, 6),
+    size=st.integers(0, 9),
+    stride=st.integers(0, 3),
+    padding=st.one_of(st.just("same"), st.integers(-1, 4)),
+    dilation=st.integers(0, 3),
+)
+def test_any_parameters_give_the_closed_form_or_a_named_error(
+    kernel: int, channels: int, groups: int, size: int, stride: int, padding: object, dilation: int
+) -> None:
+    """Never a torch error leaking out: a point whose FLOPs are the closed form, or an
+    InvalidArgumentError that names one of the values given."""
+    try:
+        result = layerprof.sweep(
+            kernel_size=kernel, channels=channels, groups=groups, input_size=size, stride=stride,
+            padding=padding, dilation=dilation, targets=["t4"],
+        )  # fmt: skip
+    except layerprof.InvalidArgumentError as error:
+        assert any(f"{name}={value!r}" in str(error) or f"{name}=({value}, {value})" in str(error)
+                   for name, value in [("kernel_size", kernel), ("channels", channels), ("groups", groups),
+                                       ("input_size", size), ("stride", stride), ("padding", padding),
+                                       ("dilation", dilation)]), str(error)  # fmt: skip
+        return
+    (point,) = result.points
+    pad = (dilation * (kernel - 1)) // 2 if padding == "same" else padding
+    assert isinstance(pad, int)
+    out = (size + 2 * pad - dilation * (kernel - 1) - 1) // stride + 1
+    if padding == "same":
+        out = size
+    assert point.output_size == (out, out)
+    # 2 * N * Cout * Hout * Wout * (Cin / groups) * k * k
+    assert point.flops == 2 * channels * out * out * (channels // groups) * kernel * kernel
