@@ -235,14 +235,15 @@ def sweep(
         for name in AXIS_ORDER
         if name in given or name in defaults
     }
-    points = []
+    every = []
     for combo in itertools.product(*axes.values()):
         values = dict(zip(axes, combo, strict=True))
         if "channels" in values:
             values["in_channels"] = values["out_channels"] = values.pop("channels")
         params = ConvParams(**values)  # type: ignore[arg-type]
-        check_conv(params)
-        points.append(_price(params, resolved, cache_model))
+        check_conv(params)  # every point is checked before any is priced
+        every.append(params)
+    points = [_price(params, resolved, cache_model) for params in every]
     swept = {
         name: values
         for name, values in axes.items()
