@@ -1,12 +1,14 @@
 """Kernel size sets a convolution's operational intensity: the seed's point, made visible.
 
-One "same" convolution (C -> C channels, stride 1, padding k // 2, no bias) on a 56x56 map is swept
+One "same" convolution (C -> C channels, stride 1, padding "same", no bias) on a 56x56 map is swept
 over kernel sizes 1, 3, 5, 7 and channel counts 16, 64, 256. Its FLOPs grow as C^2 * k^2 while the
 bytes it must move (input + weights + output) grow much more slowly, so intensity (FLOP/byte) grows
 with k and with C. layerprof's device table says where each point lands on the GTX 1080 (the seed's
 example card), the T4 and the H100: below a device's ridge point the convolution is memory-bound,
-above it compute-bound. With a CUDA GPU the real convolutions are timed with CUDA events and their
-achieved FLOP/s shown against this GPU's roof (when it is in the device table).
+above it compute-bound. The points come from ``layerprof.sweep`` (``layerprof sweep`` on the
+command line), which prices each convolution through the counter itself. With a CUDA GPU the real
+convolutions are timed with CUDA events and their achieved FLOP/s shown against this GPU's roof
+(when it is in the device table).
 
     python examples/kernel_size_sweep.py                      # table, about a second on a CPU
     python examples/kernel_size_sweep.py --plot sweep.png     # and the points on three rooflines
@@ -80,32 +82,29 @@ def sweep(
     batch: int = 1,
     dtype: str = "float32",
     devices: Sequence[DeviceSpec],
+    cache_model: bool = False,
 ) -> list[SweepPoint]:
-    """Cost and roofline verdict of every (channels, kernel) point; nothing runs, nothing allocates."""
+    """Cost and roofline verdict of every (channels, kernel) point: :func:`layerprof.sweep` does it,
+    through the counter itself; nothing runs, nothing allocates. DRAM-only verdicts by default (the
+    seed's picture: one ridge per device); ``cache_model=True`` for the cache-aware ones."""
+    result = layerprof.sweep(
+        channels=list(channels), kernel_size=list(kernels), input_size=size, batch=batch, dtype=dtype,
+        targets=list(devices), cache_model=cache_model,
+    )  # fmt: skip
     points = []
-    for c in channels:
-        for k in kernels:
-            cost = layerprof.conv_cost(
-                in_channels=c, out_channels=c, input_size=(size, size), kernel_size=k,
-                padding=k // 2, batch=batch, dtype=dtype, bias=False,
-            )  # fmt: skip
-            moved = cost.bytes_read + cost.bytes_written
-            placements = []
-            for device in devices:
-                verdict = roofline.verdict(
-                    device.name, device, flops=cost.flops, matrix_flops=cost.matrix_flops,
-                    bytes_moved=moved, dtype=dtype, allow_tf32=roofline.allow_tf32_for(device.kind, "conv"),
-                )  # fmt: skip
-                placements.append(
-                    Placement(
-                        device=device.name,
-                        bound=verdict.bound,
-                        ridge_point=verdict.ridge_point,
-                        roofline_time_ms=verdict.roofline_time_ms,
-                        attainable_flops_per_s=cost.flops / (verdict.roofline_time_ms / 1e3),
-                    )
-                )
-            points.append(SweepPoint(c, k, cost.flops, moved, cost.intensity, tuple(placements)))
+    for p in result.points:
+        placements = tuple(
+            Placement(
+                device=device.name,
+                bound=p.verdicts[device.name].bound,
+                ridge_point=p.verdicts[device.name].ridge_point,
+                roofline_time_ms=p.verdicts[device.name].roofline_time_ms,
+                attainable_flops_per_s=p.flops / (p.verdicts[device.name].roofline_time_ms / 1e3),
+            )
+            for device in devices
+        )
+        c, k = p.params.in_channels, p.params.kernel_size[0]
+        points.append(SweepPoint(c, k, p.flops, p.bytes_moved, p.intensity, placements))
     return points
 
 
@@ -123,7 +122,7 @@ def time_on_gpu(
     try:
         for point in points:
             k = point.kernel_size
-            conv = torch.nn.Conv2d(point.channels, point.channels, k, padding=k // 2, bias=False)
+            conv = torch.nn.Conv2d(point.channels, point.channels, k, padding="same", bias=False)
             conv = conv.to(device=gpu, dtype=torch_dtype)
             x = torch.randn(batch, point.channels, size, size, device=gpu, dtype=torch_dtype)
             starts = [torch.cuda.Event(enable_timing=True) for _ in range(repeat)]  # type: ignore[no-untyped-call]
@@ -257,7 +256,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         points = time_on_gpu(points, size=args.size, batch=args.batch, dtype=dtype, repeat=args.repeat)
 
     print(
-        f"Conv2d C->C on a {args.batch}xCx{args.size}x{args.size} input, stride 1, padding k//2, no bias, "
+        f"Conv2d C->C on a {args.batch}xCx{args.size}x{args.size} input, stride 1, padding same, no bias, "
         f"{dtype}. FLOPs = 2 * N * H * W * C * C * k * k; bytes = input + weights + output."
     )
     print(table(points, devices, dtype))

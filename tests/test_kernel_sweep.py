@@ -125,3 +125,25 @@ def test_timed_points_get_a_panel_of_their_own(sweep_module: ModuleType, tmp_pat
     svg = sweep_module.plot(timed, devices, "float32", tmp_path / "timed.svg", 56).read_text()
     assert "NVIDIA H100 SXM5 80GB (this GPU, measured)" in svg
     assert "measured (achieved FLOP/s)" in svg
+
+
+def test_the_example_is_a_thin_caller_of_layerprof_sweep(points: list[dict[str, Any]]) -> None:
+    import layerprof
+
+    result = layerprof.sweep(
+        channels=[16, 64, 256],
+        kernel_size=[1, 3, 5, 7],
+        targets=["gtx1080", "t4", "h100-sxm"],
+        cache_model=False,
+    )
+    assert len(result.points) == len(points)
+    for mine, theirs in zip(result.points, points, strict=True):
+        assert (mine.params.in_channels, mine.params.kernel_size[0]) == (
+            theirs["channels"],
+            theirs["kernel_size"],
+        )
+        assert mine.flops == theirs["flops"] and mine.bytes_moved == theirs["bytes_moved"]
+        for placement in theirs["placements"]:
+            verdict = mine.verdicts[placement["device"]]
+            assert placement["bound"] == verdict.bound
+            assert placement["roofline_time_ms"] == verdict.roofline_time_ms

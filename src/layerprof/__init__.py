@@ -48,6 +48,9 @@ _EXPORTS: dict[str, str] = {
     "measure_device": "layerprof.hardware.measure",
     "conv_cost": "layerprof.analysis.whatif",
     "ConvCost": "layerprof.analysis.whatif",
+    "sweep": "layerprof.analysis.sweep",
+    "Sweep": "layerprof.analysis.sweep",
+    "SweepPoint": "layerprof.analysis.sweep",
     "Crosscheck": "layerprof.report.crosscheck",
     "Disagreement": "layerprof.report.crosscheck",
     "DemoNet": "layerprof.models.demonet",
@@ -102,6 +105,8 @@ __all__ = [
     "RankTimes",
     "Report",
     "ScalingPrediction",
+    "Sweep",
+    "SweepPoint",
     "UnknownDeviceError",
     "Verdict",
     "Watcher",
@@ -123,6 +128,7 @@ __all__ = [
     "predict_scaling_global",
     "profile",
     "sinks",
+    "sweep",
     "watch",
 ]
 
@@ -146,6 +152,7 @@ if TYPE_CHECKING:
     from layerprof.analysis.max_batch import max_batch
     from layerprof.analysis.scaling import ScalingPrediction, predict_scaling
     from layerprof.analysis.scaling_global import predict_scaling_global
+    from layerprof.analysis.sweep import Sweep, SweepPoint, sweep
     from layerprof.analysis.whatif import ConvCost, conv_cost
     from layerprof.api import sinks
     from layerprof.api.analyzing import analyze

@@ -11,11 +11,20 @@ import sys
 from collections.abc import Sequence
 from typing import NoReturn
 
-from layerprof.cli import audit, cards_cmd, compare_cmd, demo, devices_cmd, measure_cmd, scale_cmd
+from layerprof.cli import (
+    audit,
+    cards_cmd,
+    compare_cmd,
+    demo,
+    devices_cmd,
+    measure_cmd,
+    scale_cmd,
+    sweep_cmd,
+)
 from layerprof.errors import LayerprofError
 from layerprof.version import __version__
 
-COMMANDS = (demo, audit, compare_cmd, devices_cmd, measure_cmd, scale_cmd, cards_cmd)
+COMMANDS = (demo, audit, compare_cmd, devices_cmd, measure_cmd, scale_cmd, cards_cmd, sweep_cmd)
 
 
 class _OneLineParser(argparse.ArgumentParser):
