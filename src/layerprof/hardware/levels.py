@@ -194,6 +194,8 @@ def find_levels(points: list[SweepPoint], *, kind: str, known: tuple[KnownCache,
         levels.append(level)
     if kind == "gpu":
         levels = levels[-1:]
+    else:
+        levels = _recovered(levels, fastest, known, dram_read)
     _name(levels, kind, known)
 
     # DRAM: the best rate well beyond the last cache (the sweep's outer plateau when it is not that far).
@@ -208,6 +210,36 @@ def find_levels(points: list[SweepPoint], *, kind: str, known: tuple[KnownCache,
             f"{format_bytes(last_cache)}): {dram_point.describe()}"
         )
     return _assemble(levels, dram_point.rate_bytes_per_s, dram_point, dram_note)
+
+
+def _recovered(
+    levels: list[_Level], fastest: list[SweepPoint], known: tuple[KnownCache, ...], dram_read: float
+) -> list[_Level]:
+    """The levels, with each cache the OS reports that no plateau matched put back where the sweep
+    still saw it: some kernel, at working sets between the level inside it and its capacity, ran
+    faster than DRAM by more than :data:`LEVEL_DROP` (under load the read kernels' plateau can vanish
+    while the cache is plainly there: a 32 MiB LLC left out sends every byte of a CNN to DRAM)."""
+    matched = {id(level.known) for level in levels if level.known is not None}
+    out = list(levels)
+    for cache in sorted(known, key=lambda k: k.usable_bytes):
+        if id(cache) in matched:
+            continue
+        inner = max((lv.capacity for lv in out if lv.capacity < cache.usable_bytes), default=0)
+        outer = min((lv.capacity for lv in out if lv.capacity > cache.usable_bytes), default=None)
+        if outer is None and out and out[-1].capacity >= cache.usable_bytes:
+            continue
+        within = [p for p in fastest if inner < p.working_set_bytes <= cache.usable_bytes]
+        if not within or _top(within) < LEVEL_DROP * dram_read or cache.usable_bytes == inner:
+            continue
+        best = _best(within)
+        note = (
+            f"{cache.origin} ({format_bytes(cache.usable_bytes)} for these threads): no read plateau "
+            f"ended there, but {best.describe()} ran {best.rate_bytes_per_s / dram_read:.2g}x DRAM's "
+            f"read rate inside it"
+        )
+        out.append(_Level(within, cache.usable_bytes, note, cache))
+        out.sort(key=lambda level: level.capacity)
+    return out
 
 
 def _name(levels: list[_Level], kind: str, known: tuple[KnownCache, ...]) -> None:
