@@ -192,10 +192,7 @@ def find_levels(points: list[SweepPoint], *, kind: str, known: tuple[KnownCache,
         if levels and capacity <= levels[-1].capacity:
             levels.pop()  # the sweep cannot tell the inner one apart: the outer one stands for both
         levels.append(level)
-    if kind == "gpu":
-        levels = levels[-1:]
-    else:
-        levels = _recovered(levels, fastest, known, dram_read)
+    levels = levels[-1:] if kind == "gpu" else _recovered(levels, fastest, known, dram_read)
     _name(levels, kind, known)
 
     # DRAM: the best rate well beyond the last cache (the sweep's outer plateau when it is not that far).
