@@ -13,9 +13,8 @@ import warnings
 from typing import Any
 
 from layerprof.cli.loader import load_model, parse_model_args
-from layerprof.cli.model_args import add_model_arguments, input_sizes
+from layerprof.cli.model_args import add_model_arguments, batch_arg, input_sizes
 from layerprof.core.dtypes import canonical_name
-from layerprof.core.validate import positive_int
 from layerprof.errors import InvalidArgumentError
 from layerprof.hardware.table import get_device
 from layerprof.walk.memory_optim import OPTIMIZER_NAMES
@@ -97,15 +96,6 @@ def add_parser(commands: Any) -> None:
     parser.set_defaults(run=run)
 
 
-def _batch(text: str | None) -> int | None:
-    if text is None:
-        return None
-    try:
-        return positive_int("--batch", int(text))
-    except ValueError:
-        raise InvalidArgumentError(f"--batch must be a positive int, got {text!r}") from None
-
-
 def _targets(text: str | None) -> list[Any] | None:
     if text is None:
         return None
@@ -129,7 +119,7 @@ def run(args: argparse.Namespace) -> int:
         raise InvalidArgumentError(f"--sort {args.sort!r} is not one of {', '.join(SORT_CHOICES)}")
     if args.format not in FORMATS:
         raise InvalidArgumentError(f"--format {args.format!r} is not one of {', '.join(FORMATS)}")
-    batch = _batch(args.batch)
+    batch = batch_arg(args.batch)
     targets = _targets(args.target)
     devices = targets if targets is not None else list(list_devices())
     # Checked against the devices compared; the flag wins over the file, whatever spelling each uses.

@@ -1,4 +1,4 @@
-"""The MODEL, --model-arg and --input-size arguments that ``audit`` and ``scale`` share."""
+"""The MODEL, --model-arg, --input-size and --batch arguments the audit, scale and cards commands share."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from collections.abc import Sequence
 
 from layerprof.cli.config import parse_input_size
 from layerprof.cli.loader import DEFAULT_INPUT_SIZE, LoadedModel
+from layerprof.core.validate import positive_int
 from layerprof.errors import InvalidArgumentError
 
 
@@ -46,3 +47,13 @@ def input_sizes(loaded: LoadedModel, *given: Sequence[tuple[int, ...]] | None) -
         if sizes:
             return sizes
     return loaded.input_sizes or (DEFAULT_INPUT_SIZE,)
+
+
+def batch_arg(text: str | None) -> int | None:
+    """``--batch`` as given (None when not), a positive int or an error naming the value."""
+    if text is None:
+        return None
+    try:
+        return positive_int("--batch", int(text))
+    except ValueError:
+        raise InvalidArgumentError(f"--batch must be a positive int, got {text!r}") from None

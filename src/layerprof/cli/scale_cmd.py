@@ -17,7 +17,7 @@ from typing import Any
 from layerprof.analysis.buckets import DEFAULT_BUCKET_MB, check_bucket_mb
 from layerprof.analysis.scaling import OPTIMIZER_TENSORS
 from layerprof.cli.loader import load_model, parse_model_args
-from layerprof.cli.model_args import add_model_arguments, input_sizes
+from layerprof.cli.model_args import add_model_arguments, batch_arg, input_sizes
 from layerprof.core.dtypes import canonical_name
 from layerprof.core.validate import positive_int
 from layerprof.errors import InvalidArgumentError
@@ -120,15 +120,6 @@ def _gpus(text: str) -> tuple[int, ...]:
     return counts
 
 
-def _batch(text: str | None) -> int | None:
-    if text is None:
-        return None
-    try:
-        return positive_int("--batch", int(text))
-    except ValueError:
-        raise InvalidArgumentError(f"--batch must be a positive int, got {text!r}") from None
-
-
 def _bucket_mb(text: str | None) -> float:
     if text is None:
         return DEFAULT_BUCKET_MB
@@ -167,7 +158,7 @@ def run(args: argparse.Namespace) -> int:
 
     # Everything that can be refused is refused before the model is built.
     gpus = _gpus(args.gpus)
-    batch = _batch(args.batch)
+    batch = batch_arg(args.batch)
     bucket_mb = _bucket_mb(args.bucket_mb)
     global_batch = _global_batch(args.global_batch, gpus, batch)
     link = get_link(args.link)
