@@ -23,8 +23,10 @@ import torch
 from layerprof.errors import InvalidDeviceSpecError
 from layerprof.hardware.levels import KnownCache, find_levels, sysfs_caches
 from layerprof.hardware.microbench import (
+    CONV_PROBES,
     FMA_CHAIN_LENGTH,
     Sizes,
+    conv_flops_per_s,
     cuda_has_tf32,
     eager_fma_flops_per_s,
     fused_fma_flops_per_s,
@@ -211,6 +213,15 @@ def _matrix_peaks(
             continue
         found.matrix[key] = rate
         text = f"torch.mm, {n}x{n}x{n} {key} GEMM (fastest of 3 sizes), {timing.describe()}, 2*n^3 FLOPs"
+        if key in ("float32", "float16", "bfloat16") and (device.type == "cuda" or key == "float32"):
+            conv_rate, label, conv_timing = conv_flops_per_s(key, device, sizes)
+            if conv_rate > rate:  # the convolution library beats the GEMM, as layerprof counts its FLOPs
+                found.matrix[key], timing = conv_rate, conv_timing
+                text = (
+                    f"{label} (fastest of {len(CONV_PROBES)}), {conv_timing.describe()}, counted as a "
+                    f"direct convolution (2*N*C_out*H*W*C_in*9 FLOPs); faster than the {n}x{n}x{n} GEMM's "
+                    f"{rate / 1e9:.3g} GFLOP/s"
+                )
         _note(found, f"matrix_peak_flops_per_s.{key}", text, timing)
         logger.info("%s matrix peak on %s: %.3g FLOP/s", key, device, rate)
     if device.type == "cuda" and "float32" in dtype_keys and cuda_has_tf32(device):

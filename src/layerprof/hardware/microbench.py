@@ -9,6 +9,7 @@ best of its repeats, repeated when the repeats spread) and returns a rate (FLOP/
 from __future__ import annotations
 
 import contextlib
+import functools
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -19,8 +20,10 @@ from layerprof.core.dtypes import parse_dtype
 from layerprof.hardware.steadiness import Timing, steady_timing, synchronize
 
 __all__ = [
+    "CONV_PROBES",
     "FMA_CHAIN_LENGTH",
     "Sizes",
+    "conv_flops_per_s",
     "cuda_has_tf32",
     "eager_fma_flops_per_s",
     "fused_fma_flops_per_s",
@@ -104,6 +107,29 @@ def gemm_flops_per_s(key: str, device: torch.device, sizes: Sizes) -> tuple[floa
         rate = 2 * size**3 / timing.best_s
         if best is None or rate > best[0]:
             best = (rate, size, timing)
+    assert best is not None
+    return best
+
+
+#: The convolution probe: a resnet-like 3x3 layer (layer3 of resnet50 at batch 8), and a 7x7 map one.
+CONV_PROBES: tuple[tuple[int, int, int], ...] = ((8, 256, 14), (8, 512, 7))
+
+
+def conv_flops_per_s(key: str, device: torch.device, sizes: Sizes) -> tuple[float, str, Timing]:
+    """The fastest of the :data:`CONV_PROBES` 3x3 convolutions (padding 1), in FLOPs as layerprof counts
+    them (the direct formula, ``2 * N * C_out * H * W * C_in * 9``): a convolution library may run an
+    algorithm that does less work (Winograd), and a roof must hold for the FLOPs the rows are charged."""
+    dtype = parse_dtype(key)
+    best: tuple[float, str, Timing] | None = None
+    for batch, channels, size in CONV_PROBES:
+        x = torch.randn(batch, channels, size, size, device=device).to(dtype)
+        w = torch.randn(channels, channels, 3, 3, device=device).to(dtype)
+        run = functools.partial(torch.nn.functional.conv2d, x, w, padding=1)
+        timing = steady_timing(run, device, warmup=sizes.warmup, repeat=sizes.repeat)
+        rate = 2 * batch * channels * size * size * channels * 9 / timing.best_s
+        label = f"{batch}x{channels}x{size}x{size} 3x3 {key} convolution"
+        if best is None or rate > best[0]:
+            best = (rate, label, timing)
     assert best is not None
     return best
 
