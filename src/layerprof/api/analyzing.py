@@ -137,9 +137,8 @@ def analyze(
             check_devices(model, args, kwargs)
         if on_meta or backward:
             args, kwargs = to_meta(args, kwargs)
-        memory = footprint_run(
-            model, targets, optimizer=optimizer, backward=backward, on_meta=on_meta or backward
-        )
+        # Both ways count on meta first (count_inputs starts the tracker over for a real forward).
+        memory = footprint_run(model, targets, optimizer=optimizer, backward=backward, on_meta=True)
         if on_meta or backward:
             rows, unsupported, kinds = count(
                 model,
