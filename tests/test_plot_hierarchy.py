@@ -14,9 +14,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import torch
 
 import layerprof
 from layerprof.core.records import LayerRow
+from layerprof.hardware.specs import CacheLevel
 from layerprof.report import html_roofline, plot, plot_draw, plot_layout
 from layerprof.report.facade import Report
 from layerprof.report.plot_ceilings import CEILING_GID
@@ -424,3 +426,19 @@ def test_the_html_roofline_draws_the_same_slopes_colours_and_findings(hier: Repo
         assert sum(d.above_roof for d in panel.dots) == (1 if target is GPU else 0)
         assert sum(line.css == "cap" for line in panel.lines) == sum(plot_layout.cap_shown(d) for d in dots)
     assert ("memory-bound (L2)", "#17becf") in figure.bounds and figure.above_roof
+
+
+def test_a_long_hierarchy_title_wraps_to_fit_its_panel() -> None:
+    # A measured CPU has three levels and a floor: on one line (105 characters) its title ran past the
+    # panel's edge and lost its first letters. Wrapped, every line fits and nothing is dropped.
+    levels = (("L1", 32 << 10, 190e9), ("L2", 1 << 20, 190e9), ("LLC", 32 << 20, 190e9))
+    target = replace(CPU, name="three", cache_levels=tuple(CacheLevel(*level) for level in levels))
+    report = layerprof.analyze(torch.nn.Conv2d(3, 4, 3), input_size=(1, 3, 16, 16), target=target)
+    (panel,), _, _ = plot.report_panels(report)
+    title = plot_layout.panel_title(panel, plot_layout.ceilings_of(target, "float32"))
+    hierarchy = title.splitlines()[2:]
+    assert len(hierarchy) == 2 and all(len(line) <= 80 for line in hierarchy)
+    assert ", ".join(hierarchy) == (
+        "L1 32.00 KiB at 190 GB/s, L2 1.00 MiB at 190 GB/s, LLC 32.00 MiB at 190 GB/s, "
+        "launch floor 2 µs/kernel"
+    )

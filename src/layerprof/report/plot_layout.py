@@ -332,7 +332,17 @@ def panel_title(panel: RooflinePanel, ceiling: Ceilings | None) -> str:
         ]
     if ceiling.launch_overhead_s is not None:
         hierarchy.append(f"launch floor {si(ceiling.launch_overhead_s * 1e6)} µs/kernel")
-    return f"{title}\n{', '.join(hierarchy)}" if hierarchy else title
+    lines = [title]
+    for part in hierarchy:  # wrapped, so that a CPU's three levels and its floor fit over one panel
+        if len(lines) > 1 and len(lines[-1]) + len(part) + 2 <= _TITLE_WIDTH:
+            lines[-1] += f", {part}"
+        else:
+            lines.append(part)
+    return "\n".join(lines)
+
+
+#: Characters of a panel title's hierarchy line before it wraps (a panel is ~6.5 inches wide).
+_TITLE_WIDTH = 80
 
 
 def _rate(value: float) -> str:
