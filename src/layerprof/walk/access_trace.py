@@ -29,7 +29,7 @@ from torch._C import _storage_address  # type: ignore[attr-defined]  # the Stora
 
 from layerprof.roofline.reuse import reaches
 from layerprof.walk.ledger import Acc
-from layerprof.walk.pricing import OpCost, OpInfo, footprint_elements
+from layerprof.walk.pricing import OpCost, OpInfo, tensor_bytes
 
 __all__ = ["AccessTrace", "StorageIds"]
 
@@ -66,11 +66,6 @@ class StorageIds:
     def fresh(self) -> int:
         """A serial no storage has: bytes the trace cannot place on a tensor."""
         return next(self._next)
-
-
-def _nbytes(tensor: torch.Tensor) -> int:
-    elements = tensor.numel() if tensor.is_contiguous() else footprint_elements(tensor)
-    return elements * tensor.element_size()
 
 
 class AccessTrace:
@@ -113,7 +108,7 @@ class AccessTrace:
             if written:
                 accesses.append((ids.of(out) if id(out) in seen else ids.made(out), written, True))
         else:
-            written = _collect_written((out,), seen, set(), accesses, ids)
+            written = _collect((out,), set(), accesses, ids, arguments=seen)
         if written != cost.bytes_written:
             self._refit(middle, cost.bytes_written, True, info)
         self.owners.extend([acc] * (len(accesses) - start))
@@ -144,38 +139,29 @@ class AccessTrace:
             acc.reach.append(pair)  # type: ignore[union-attr]  # record() gave every owner a list
 
 
-def _collect_written(
-    values: Any, arguments: set[int], seen: set[int], found: list[tuple[int, int, bool]], ids: StorageIds
+def _collect(
+    values: Any,
+    seen: set[int],
+    found: list[tuple[int, int, bool]],
+    ids: StorageIds,
+    arguments: set[int] | None = None,
 ) -> int:
-    """A write access for each distinct output tensor in ``values``; an output that is none of the
-    op's arguments (an in-place op returns its argument) is a storage the op has made. Returns the
-    bytes."""
+    """An access for each distinct tensor in ``values`` and lists among them, as pricing counts them;
+    returns their bytes. Reads without ``arguments``; with them, writes of outputs, where an output
+    that is none of the op's arguments (an in-place op returns its argument) is a storage it made."""
     total = 0
     for value in values:
         if isinstance(value, torch.Tensor):
             if id(value) not in seen:
                 seen.add(id(value))
-                nbytes = value.numel() * value.element_size() if value.is_contiguous() else _nbytes(value)
+                nbytes = tensor_bytes(value)
                 if nbytes:
-                    found.append((ids.of(value) if id(value) in arguments else ids.made(value), nbytes, True))
-                    total += nbytes
-        elif isinstance(value, (list, tuple)):
-            total += _collect_written(value, arguments, seen, found, ids)
-    return total
-
-
-def _collect(values: Any, seen: set[int], found: list[tuple[int, int, bool]], ids: StorageIds) -> int:
-    """A read access for each distinct tensor in ``values`` and lists among them, as pricing counts
-    them; returns their bytes."""
-    total = 0
-    for value in values:
-        if isinstance(value, torch.Tensor):
-            if id(value) not in seen:
-                seen.add(id(value))
-                nbytes = value.numel() * value.element_size() if value.is_contiguous() else _nbytes(value)
-                if nbytes:
-                    found.append((ids.of(value), nbytes, False))
+                    if arguments is None:
+                        found.append((ids.of(value), nbytes, False))
+                    else:
+                        storage = ids.of(value) if id(value) in arguments else ids.made(value)
+                        found.append((storage, nbytes, True))
                     total += nbytes
         elif isinstance(value, (list, tuple)) and value:
-            total += _collect(value, seen, found, ids)
+            total += _collect(value, seen, found, ids, arguments)
     return total

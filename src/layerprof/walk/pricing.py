@@ -164,6 +164,13 @@ def footprint_elements(tensor: torch.Tensor) -> int:
     return min(count, span)
 
 
+def tensor_bytes(tensor: torch.Tensor) -> int:
+    """Bytes of memory a tensor spans (:func:`footprint_elements` at its element size)."""
+    # is_contiguous first: the common case needs no stride walk (this runs for every tensor of every op)
+    elements = tensor.numel() if tensor.is_contiguous() else footprint_elements(tensor)
+    return elements * tensor.element_size()
+
+
 def add_bytes(values: Iterable[Any], seen: set[int]) -> int:
     """Bytes of the tensors in ``values`` (and in lists among them) not in ``seen``; adds them to it."""
     total = 0
@@ -171,9 +178,7 @@ def add_bytes(values: Iterable[Any], seen: set[int]) -> int:
         if isinstance(value, torch.Tensor):
             if id(value) not in seen:
                 seen.add(id(value))
-                # is_contiguous first: the common case needs no stride walk (this runs for every op)
-                elements = value.numel() if value.is_contiguous() else footprint_elements(value)
-                total += elements * value.element_size()
+                total += tensor_bytes(value)
         elif isinstance(value, (list, tuple)):
             total += add_bytes(value, seen)
         elif isinstance(value, torch.ScriptObject) and id(value) not in seen:
